@@ -1,0 +1,1 @@
+"""Dataset meta info, numpy transforms and the grain input pipeline."""
