@@ -14,12 +14,17 @@ Stored example (all builders, so the pipeline reads every dataset the same way):
 from __future__ import annotations
 
 import io
+import shutil
+import tarfile
+import zipfile
 from collections.abc import Iterable
 
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 from PIL import Image
 
+from semdepth_jax.data import meta as meta_lib
 from semdepth_jax.data.meta import IGNORE_INDEX
 
 
@@ -29,7 +34,8 @@ def example_features(
   """The FeaturesDict shared by all builders (see the module docstring).
 
   Args:
-    height, width: fixed image size in pixels, or None for datasets whose sizes vary.
+    height: fixed image height in pixels, or None for datasets whose sizes vary.
+    width: fixed image width in pixels, or None for datasets whose sizes vary.
   """
   return tfds.features.FeaturesDict(
     {
@@ -150,3 +156,123 @@ def make_example(
     "intrinsics": np.asarray(intrinsics if intrinsics is not None else (0, 0, 0, 0), np.float32),
     "file_name": file_name,
   }
+
+
+# --- File helpers shared by the builders of real datasets. -----------------------------------------
+
+_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+def scaled_intrinsics(
+  meta: meta_lib.DatasetMeta, height: int, width: int
+) -> tuple[float, float, float, float]:
+  """The dataset's intrinsics for an image of ``height`` x ``width`` pixels.
+
+  Returns ``meta.intrinsics`` (pixels at ``meta.native_size``) scaled by ``DatasetMeta.intrinsics_at`` when
+  the image is a uniform rescale of the native size (same aspect ratio within 1 %), and zeros (unknown)
+  when the aspect ratio differs or the dataset has no fixed intrinsics.
+  """
+  nh, nw = meta.native_size
+  if meta.intrinsics is None or abs(height * nw - width * nh) > 0.01 * nh * width:
+    return (0.0, 0.0, 0.0, 0.0)
+  return meta.intrinsics_at(height, width)
+
+
+def read_png(path: epath.Path, kind: str) -> np.ndarray:
+  """Decodes a PNG with PIL.
+
+  Args:
+    path: the file.
+    kind: ``"rgb"`` -> uint8 (H, W, 3); ``"uint8"`` -> uint8 (H, W) from an 8-bit grey or palette PNG
+      (palette indices, not colours); ``"uint16"`` -> uint16 (H, W) from a 16-bit grey PNG.
+
+  Raises:
+    ValueError: the file is not a decodable PNG or has another mode; the message names ``path``.
+  """
+  try:
+    with path.open("rb") as f, Image.open(f) as img:
+      img.load()
+      mode = img.mode
+      if kind == "rgb" and mode in ("RGB", "RGBA", "L", "P", "LA"):
+        return np.array(img.convert("RGB"), dtype=np.uint8)
+      if kind == "uint8" and mode in ("L", "P"):
+        return np.array(img, dtype=np.uint8)
+      if kind == "uint16" and mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.array(img)
+        if array.min() < 0 or array.max() > 65535:  # mode "I" is int32.
+          raise ValueError(f"{path}: 16-bit PNG values outside 0..65535")
+        return array.astype(np.uint16)
+  except (OSError, SyntaxError, Image.DecompressionBombError) as e:
+    raise ValueError(f"{path}: cannot decode PNG: {e}") from e
+  raise ValueError(f"{path}: expected a {kind} PNG, got PIL mode {mode!r}")
+
+
+def locate_root(manual_dir: epath.Path, marker: str, extract_dir: epath.Path) -> epath.Path:
+  """Finds the dataset folder: the shallowest folder holding ``marker`` in ``manual_dir``.
+
+  Looks in ``manual_dir`` and up to two levels below it; if nothing is found there, extracts every archive
+  (.zip, .tar, .tar.gz, .tgz, .tar.bz2, .tar.xz) lying directly in ``manual_dir`` into
+  ``extract_dir/<archive name>`` (once; a ``.done`` marker caches it) and looks inside. ``manual_dir`` is
+  only read.
+
+  Returns:
+    The folder, or ``manual_dir`` itself when no folder holds ``marker`` (the caller's
+    ``common.check_files_exist`` then names the expected paths).
+
+  Raises:
+    ValueError: several folders hold ``marker`` (the message lists them), or an archive cannot be read.
+  """
+  candidates = _roots_with(manual_dir, marker)
+  if not candidates:
+    for archive in sorted(p for p in manual_dir.iterdir() if _is_archive(p)):
+      candidates += _roots_with(_extract(archive, extract_dir), marker)
+  if len(candidates) > 1:
+    raise ValueError(
+      f"found {len(candidates)} folders holding {marker} under {manual_dir}: "
+      f"{', '.join(map(str, candidates))}; keep only one dataset copy in manual_dir"
+    )
+  return candidates[0] if candidates else manual_dir
+
+
+def _roots_with(folder: epath.Path, marker: str, max_depth: int = 2) -> list[epath.Path]:
+  """Folders at depth 0..max_depth below ``folder`` that contain ``marker`` (shallowest level only)."""
+  level = [folder]
+  for _ in range(max_depth + 1):
+    found = sorted(p for p in level if (p / marker).exists())
+    if found:
+      return found
+    level = [c for p in level for c in _subfolders(p)]
+  return []
+
+
+def _subfolders(folder: epath.Path) -> list[epath.Path]:
+  try:
+    return [c for c in folder.iterdir() if c.is_dir()]
+  except OSError:  # unreadable folders cannot hold the dataset.
+    return []
+
+
+def _is_archive(path: epath.Path) -> bool:
+  return path.is_file() and path.name.lower().endswith(_ARCHIVE_SUFFIXES)
+
+
+def _extract(archive: epath.Path, extract_dir: epath.Path) -> epath.Path:
+  """Extracts ``archive`` once into ``extract_dir/<archive name>`` (a ``.done`` marker caches it)."""
+  dest = extract_dir / archive.name
+  done = extract_dir / f"{archive.name}.done"
+  if done.exists():
+    return dest
+  if dest.exists():
+    shutil.rmtree(dest)
+  dest.mkdir(parents=True)
+  try:
+    if archive.name.lower().endswith(".zip"):
+      with zipfile.ZipFile(archive) as z:
+        z.extractall(dest)
+    else:
+      with tarfile.open(archive) as t:
+        t.extractall(dest, filter="data")
+  except (OSError, zipfile.BadZipFile, tarfile.TarError) as e:
+    raise ValueError(f"{archive}: cannot extract archive: {e}") from e
+  done.touch()
+  return dest

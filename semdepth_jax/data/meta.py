@@ -293,7 +293,8 @@ def get_meta(name: str) -> DatasetMeta:
   """Returns the meta info of a dataset.
 
   Args:
-    name: ``builder`` or ``builder/config`` (``nyu_depth_v2_labeled`` means its default config ``40``);
+    name: ``builder`` or ``builder/config`` (``nyu_depth_v2_labeled`` means its default config ``40``;
+      configs that only change sizes or splits, e.g. ``synthetic_city/tiny``, share the builder's meta);
       a TFDS-style version suffix (``replica:1.0.0``) is ignored.
 
   Raises:
@@ -302,6 +303,10 @@ def get_meta(name: str) -> DatasetMeta:
   key = name.split(":")[0]
   if key in _DEFAULT_CONFIG:
     key = f"{key}/{_DEFAULT_CONFIG[key]}"
+  base = key.split("/")[0]
+  if key not in _REGISTRY and base in _REGISTRY:
+    # Configs that do not change what is stored (replica/default, synthetic_city/tiny) share the base meta.
+    key = base
   if key not in _REGISTRY:
     raise KeyError(f"unknown dataset {name!r}; known: {', '.join(known_datasets())}")
   return _REGISTRY[key]

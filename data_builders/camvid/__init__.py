@@ -1,0 +1,1 @@
+"""TFDS builder ``camvid`` (see ``camvid_dataset_builder``)."""

@@ -1,0 +1,1 @@
+"""TFDS builder ``replica`` (see ``replica_dataset_builder``)."""
