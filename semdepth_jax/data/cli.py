@@ -161,8 +161,9 @@ def build(args: argparse.Namespace) -> int:
   start = time.perf_counter()
   try:
     builder.download_and_prepare(download_config=download_config, file_format=args.file_format)
-  except FileNotFoundError as e:
-    # Builders check their raw files up front and list what is missing.
+  except (FileNotFoundError, ValueError) as e:
+    # Builders check their raw files up front and list what is missing; a bad file (corrupt PNG, size
+    # mismatch, label out of range) raises ValueError naming it.
     print(f"error: {e}", file=sys.stderr)
     return 1
   except KeyboardInterrupt:
