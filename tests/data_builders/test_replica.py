@@ -10,8 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from data_builders import get_builder_class
-from data_builders import common
+from data_builders import common, get_builder_class
 from data_builders.replica import replica_dataset_builder as rb
 from semdepth_jax.data import meta
 
