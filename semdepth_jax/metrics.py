@@ -60,6 +60,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -67,6 +68,9 @@ import numpy as np
 from flax import struct
 
 from semdepth_jax import depth_bins
+
+if TYPE_CHECKING:
+  from semdepth_jax.data.meta import DatasetMeta
 
 DEPTH_METRIC_KEYS = (
   "delta1",
@@ -1325,6 +1329,39 @@ def get_protocol(name: str | Protocol) -> Protocol:
   if name not in PROTOCOLS:
     raise KeyError(f"unknown depth protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))}")
   return PROTOCOLS[name]
+
+
+def dataset_protocol(meta: DatasetMeta) -> Protocol:
+  """The default depth protocol of a dataset (its meta info's ``min_depth``, ``max_depth``, ``eval_crop``).
+
+  Returns the registered standard, per-image protocol with exactly these settings if there is one (e.g.
+  ``nyu_eigen`` for ``nyu_depth_v2_labeled``), else a ``dataset:<name>`` protocol with them (prediction
+  clamped to ``[min_depth, max_depth]``, metric per image, mean over images).
+  """
+  for p in PROTOCOLS.values():
+    if (
+      p.kind == "standard"
+      and p.per_image
+      and p.clip is None
+      and p.crop == meta.eval_crop
+      and p.max_depth == meta.max_depth
+      and p.min_depth == meta.min_depth
+      and p.metric_keys == DEPTH_METRIC_KEYS
+    ):
+      return p
+  cap = "no cap" if meta.max_depth is None else f"y < {meta.max_depth:g} m"
+  return dataclasses.replace(
+    get_protocol("standard"),
+    name=f"dataset:{meta.name}",
+    description=(
+      f"{meta.name} meta info: valid y > {meta.min_depth:g} m, {cap}, crop {meta.eval_crop!r}, "
+      "prediction clamped to that range, metric per image, mean over images."
+    ),
+    reproduces="Dataset defaults from semdepth_jax.data.meta.",
+    min_depth=meta.min_depth,
+    max_depth=meta.max_depth,
+    crop=meta.eval_crop,
+  )
 
 
 @functools.lru_cache(maxsize=8)

@@ -315,18 +315,7 @@ def _protocol(args, meta) -> metrics.Protocol:
   if args.protocol:
     proto = metrics.get_protocol(args.protocol)
   elif meta is not None:
-    proto = dataclasses.replace(
-      metrics.get_protocol("standard"),
-      name=f"dataset:{meta.name}",
-      description=(
-        f"{meta.name} meta info: valid {meta.min_depth:g} < y < {meta.max_depth} m, crop "
-        f"{meta.eval_crop!r}, prediction clamped to that range, per image."
-      ),
-      reproduces="Dataset defaults from semdepth_jax.data.meta.",
-      min_depth=meta.min_depth,
-      max_depth=meta.max_depth,
-      crop=meta.eval_crop,
-    )
+    proto = metrics.dataset_protocol(meta)
   else:
     proto = metrics.get_protocol("standard")
   changes = {}
