@@ -1,0 +1,716 @@
+"""Shared building blocks: N-d convolution / transposed convolution, pooling, conv-BN-act, residual blocks.
+
+Every convolution in the library's paper-000 models goes through :class:`Conv` and :class:`ConvTranspose`,
+two small modules built directly on :func:`jax.lax.conv_general_dilated` that work for 2-D (NHWC, kernel
+HWIO) and 3-D (NDHWC, kernel DHWIO) inputs alike; the number of spatial dimensions is
+``len(kernel_size)``.
+
+Padding follows Keras: ``'same'`` pads ``k - 1`` in total at stride 1 (symmetric for odd ``k``), and for
+strided convolutions the total ``max((ceil(n / s) - 1) * s + k_eff - n, 0)`` is split with the larger half at
+the bottom / right (TensorFlow's rule, model_spec §13). ``'valid'`` pads nothing.
+
+The transposed convolution follows :func:`jax.lax.conv_transpose` with ``transpose_kernel=False`` (the Flax
+``nn.ConvTranspose`` convention): the kernel has shape ``(*kernel_size, in_features, features)`` and is
+correlated, unflipped, with the zero-dilated, padded input. ``'same'`` gives ``out = in * stride`` exactly like
+Keras ``Conv2DTranspose`` / ``Conv3DTranspose(padding='same')`` (model_spec §1.4, §13). A Keras kernel
+``K`` (shape ``(*k, out, in)``) maps to this one as ``K[::-1, ..., ::-1].swapaxes(-1, -2)`` (flip every
+spatial axis, swap the channel axes).
+
+Because XLA picks very different kernels per backend for the same mathematical operator, the transposed
+convolution's implementation is a switch (:data:`CONV_TRANSPOSE_IMPLS`):
+
+* ``'input_dilation'``: one ``conv_general_dilated`` with ``lhs_dilation=strides`` (what ``lax.conv_transpose``
+  does).
+* ``'pad_conv'``: explicit zero insertion and padding (``lax.pad`` with interior padding), then a stride-1
+  convolution.
+* ``'depth_to_space'``: the sub-pixel decomposition. Output position ``o = s*i + r`` only sees the kernel taps
+  ``t`` with ``(r + t - pad_before) % s == 0``, so all ``s`` phases are one stride-1 convolution of the
+  undilated input with a re-arranged kernel (``prod(s) * features`` output channels, built by gathers, not
+  arithmetic) followed by a depth-to-space (pixel shuffle). Mathematically identical to the two above; it
+  skips the multiplications by inserted zeros.
+* ``'resize_conv'``: nearest-neighbour upsampling by ``strides`` followed by a stride-1 ``'same'``
+  convolution with the same kernel shape. **This is a different operator** (same parameter and output
+  shapes, different function); it exists only for speed comparisons and is not numerically equal to the
+  other three.
+
+The first three agree to float rounding; the tests check them against ``jax.lax.conv_transpose`` and a NumPy
+scatter (gradient-of-convolution) reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Array = jax.Array
+Dtype = Any
+Initializer = Callable[..., Array]
+
+PaddingLike = str | Sequence[tuple[int, int]]
+
+CONV_TRANSPOSE_IMPLS = ("input_dilation", "pad_conv", "depth_to_space", "resize_conv")
+"""Implementations accepted by :class:`ConvTranspose` (see the module docstring)."""
+
+EXACT_CONV_TRANSPOSE_IMPLS = ("input_dilation", "pad_conv", "depth_to_space")
+"""The implementations that compute exactly the transposed convolution (``resize_conv`` does not)."""
+
+KERAS_BN_MOMENTUM = 0.99
+"""Keras ``BatchNormalization`` default momentum (model_spec §1.0, §13)."""
+
+KERAS_BN_EPSILON = 1e-3
+"""Keras ``BatchNormalization`` default epsilon (model_spec §1.0, §13)."""
+
+glorot_uniform = nn.initializers.glorot_uniform()
+"""Keras' default conv kernel initialiser (``glorot_uniform``; fans = receptive field x channels)."""
+
+he_normal = nn.initializers.he_normal()
+"""Keras ``he_normal`` (truncated normal, std ``sqrt(2 / fan_in)``); U-Net ``conv2d_block`` (model_spec §1.0)."""
+
+zeros = nn.initializers.zeros
+"""Keras' default bias initialiser."""
+
+
+# ------------------------------------------------------------------------------------------------------
+# Padding arithmetic.
+# ------------------------------------------------------------------------------------------------------
+def _as_tuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
+  if isinstance(value, int):
+    return (value,) * n
+  value = tuple(int(v) for v in value)
+  if len(value) != n:
+    raise ValueError(f"layers: {name} must have {n} entries (one per spatial axis), got {value}")
+  return value
+
+
+def keras_same_padding(
+  size: int, kernel: int, stride: int = 1, dilation: int = 1
+) -> tuple[int, int]:
+  """Keras / TensorFlow ``'same'`` padding of one spatial axis of a forward convolution.
+
+  Args:
+    size: input length along the axis.
+    kernel: kernel length (before dilation).
+    stride: window stride.
+    dilation: kernel (rhs) dilation.
+
+  Returns:
+    ``(pad_before, pad_after)``; the total is ``max((ceil(size / stride) - 1) * stride + k_eff - size, 0)``
+    with ``k_eff = (kernel - 1) * dilation + 1``, and the larger half goes after (bottom / right), as in
+    TensorFlow (model_spec §13). Output length is ``ceil(size / stride)``.
+  """
+  k_eff = (kernel - 1) * dilation + 1
+  out = -(-size // stride)
+  total = max((out - 1) * stride + k_eff - size, 0)
+  return total // 2, total - total // 2
+
+
+def conv_padding(
+  padding: PaddingLike,
+  in_shape: Sequence[int],
+  kernel_size: Sequence[int],
+  strides: Sequence[int],
+  dilation: Sequence[int],
+) -> tuple[tuple[int, int], ...]:
+  """Resolves ``'same'`` / ``'valid'`` / explicit pairs into per-axis ``(before, after)`` padding.
+
+  Raises:
+    ValueError: unknown padding string or wrong number of explicit pairs.
+  """
+  n = len(kernel_size)
+  if isinstance(padding, str):
+    mode = padding.lower()
+    if mode == "same":
+      return tuple(
+        keras_same_padding(s, k, st, d)
+        for s, k, st, d in zip(in_shape, kernel_size, strides, dilation, strict=True)
+      )
+    if mode == "valid":
+      return ((0, 0),) * n
+    raise ValueError(f"layers: padding must be 'same', 'valid' or pairs, got {padding!r}")
+  pads = tuple((int(a), int(b)) for a, b in padding)
+  if len(pads) != n:
+    raise ValueError(f"layers: padding needs {n} (before, after) pairs, got {padding!r}")
+  return pads
+
+
+def transpose_padding(kernel: int, stride: int, padding: str) -> tuple[int, int]:
+  """Padding of the zero-dilated input in a transposed convolution (``lax.conv_transpose`` semantics).
+
+  Args:
+    kernel: kernel length along the axis (after rhs dilation, if any).
+    stride: the transposed convolution's stride (= input dilation).
+    padding: ``'same'`` (output ``n * stride``, Keras ``Conv*DTranspose(padding='same')``) or ``'valid'``
+      (output ``n * stride + max(kernel - stride, 0)``; equals Keras' ``(n - 1) * s + k`` when ``k >= s``).
+
+  Returns:
+    ``(pad_before, pad_after)`` applied to the dilated input of length ``(n - 1) * stride + 1``.
+
+  Raises:
+    ValueError: unknown padding.
+  """
+  mode = padding.lower() if isinstance(padding, str) else padding
+  if mode == "same":
+    total = kernel + stride - 2
+    before = kernel - 1 if stride > kernel - 1 else math.ceil(total / 2)
+  elif mode == "valid":
+    total = kernel + stride - 2 + max(kernel - stride, 0)
+    before = kernel - 1
+  else:
+    raise ValueError(f"layers: transposed-conv padding must be 'same' or 'valid', got {padding!r}")
+  return before, total - before
+
+
+def _dimension_numbers(nd: int) -> lax.ConvDimensionNumbers:
+  """Channels-last dimension numbers: lhs/out (N, *spatial, C), rhs (*spatial, I, O)."""
+  spatial = tuple(range(1, nd + 1))
+  return lax.ConvDimensionNumbers(
+    lhs_spec=(0, nd + 1, *spatial),
+    rhs_spec=(nd + 1, nd, *range(nd)),
+    out_spec=(0, nd + 1, *spatial),
+  )
+
+
+def conv_nd(
+  x: Array,
+  kernel: Array,
+  *,
+  strides: Sequence[int],
+  padding: Sequence[tuple[int, int]],
+  lhs_dilation: Sequence[int] | None = None,
+  rhs_dilation: Sequence[int] | None = None,
+  precision: Any = None,
+) -> Array:
+  """Channels-last N-d convolution (cross-correlation) on ``lax.conv_general_dilated``.
+
+  Kernel taps that can only ever meet padding are dropped first: on a spatial axis of length 1 with stride
+  1, no dilation and an output of length 1, only the tap at ``pad_before`` touches data (3D CNN-UP's
+  deconvolutions run on a depth axis of length 1, model_spec §1.4). This is exact, including the gradient
+  (the dropped taps' gradient is zero).
+
+  Args:
+    x: (B, *spatial, C_in).
+    kernel: (*kernel_size, C_in, C_out).
+    strides: window strides per spatial axis.
+    padding: explicit ``(before, after)`` pairs per spatial axis (may be negative = cropping).
+    lhs_dilation: input dilation per axis (transposed convolution), default 1.
+    rhs_dilation: kernel dilation per axis (atrous convolution), default 1.
+    precision: passed to ``lax.conv_general_dilated``.
+
+  Returns:
+    (B, *out_spatial, C_out) in ``x``'s dtype.
+  """
+  nd = kernel.ndim - 2
+  lhs_dilation = tuple(lhs_dilation or (1,) * nd)
+  rhs_dilation = tuple(rhs_dilation or (1,) * nd)
+  padding = [tuple(p) for p in padding]
+  for a in range(nd):
+    k = kernel.shape[a]
+    lo, hi = padding[a]
+    if (
+      k > 1
+      and x.shape[1 + a] == 1
+      and strides[a] == 1
+      and lhs_dilation[a] == 1
+      and rhs_dilation[a] == 1
+      and lo + hi == k - 1
+      and 0 <= lo < k
+    ):
+      kernel = lax.slice_in_dim(kernel, lo, lo + 1, axis=a)
+      padding[a] = (0, 0)
+  return lax.conv_general_dilated(
+    x,
+    kernel,
+    window_strides=tuple(strides),
+    padding=padding,
+    lhs_dilation=lhs_dilation,
+    rhs_dilation=rhs_dilation,
+    dimension_numbers=_dimension_numbers(nd),
+    precision=precision,
+  )
+
+
+# ------------------------------------------------------------------------------------------------------
+# Transposed convolution, four implementations.
+# ------------------------------------------------------------------------------------------------------
+def _phase_taps(kernel: int, stride: int, pad_before: int) -> tuple[int, np.ndarray]:
+  """Sub-pixel decomposition of one axis: (offset_min, tap index table of shape (n_offsets, stride)).
+
+  Output ``o = stride * i + r`` receives ``x[i + d] * w[t]`` for every tap with
+  ``r + t - pad_before == stride * d``. The table holds ``t`` for (d - offset_min, r), or ``kernel``
+  (an extra all-zero tap) where no tap lands.
+  """
+  pairs = []
+  for r in range(stride):
+    for t in range(kernel):
+      u = r + t - pad_before
+      if u % stride == 0:
+        pairs.append((u // stride, r, t))
+  d_min = min(p[0] for p in pairs)
+  d_max = max(p[0] for p in pairs)
+  table = np.full((d_max - d_min + 1, stride), kernel, dtype=np.int32)
+  for d, r, t in pairs:
+    table[d - d_min, r] = t
+  return d_min, table
+
+
+def conv_transpose_nd(
+  x: Array,
+  kernel: Array,
+  *,
+  strides: Sequence[int],
+  padding: str = "same",
+  impl: str = "input_dilation",
+  precision: Any = None,
+) -> Array:
+  """Channels-last N-d transposed convolution with a selectable implementation.
+
+  Semantics (for the exact implementations): ``jax.lax.conv_transpose(x, kernel, strides, padding.upper(),
+  transpose_kernel=False)`` with channels-last dimension numbers. See the module docstring.
+
+  Args:
+    x: (B, *spatial, C_in).
+    kernel: (*kernel_size, C_in, C_out).
+    strides: upsampling factor per spatial axis.
+    padding: ``'same'`` (output ``n * s``) or ``'valid'``.
+    impl: one of :data:`CONV_TRANSPOSE_IMPLS`.
+    precision: passed to the underlying convolution.
+
+  Returns:
+    (B, *out_spatial, C_out).
+
+  Raises:
+    ValueError: unknown ``impl`` / ``padding``, or ``'resize_conv'`` with ``'valid'`` padding.
+  """
+  nd = kernel.ndim - 2
+  strides = _as_tuple(strides, nd, "strides")
+  ksize = kernel.shape[:nd]
+  pads = [transpose_padding(k, s, padding) for k, s in zip(ksize, strides, strict=True)]
+  ones = (1,) * nd
+  if impl == "input_dilation":
+    return conv_nd(x, kernel, strides=ones, padding=pads, lhs_dilation=strides, precision=precision)
+  if impl == "pad_conv":
+    config = [(0, 0, 0)] + [(lo, hi, s - 1) for (lo, hi), s in zip(pads, strides, strict=True)]
+    xp = lax.pad(x, jnp.zeros((), x.dtype), config + [(0, 0, 0)])
+    return conv_nd(xp, kernel, strides=ones, padding=((0, 0),) * nd, precision=precision)
+  if impl == "resize_conv":
+    if padding.lower() != "same":
+      raise ValueError(f"layers: impl='resize_conv' supports padding='same' only, got {padding!r}")
+    up = x
+    for a, s in enumerate(strides):
+      if s > 1:
+        up = jnp.repeat(up, s, axis=1 + a)
+    same = conv_padding("same", up.shape[1:-1], ksize, ones, ones)
+    return conv_nd(up, kernel, strides=ones, padding=same, precision=precision)
+  if impl != "depth_to_space":
+    raise ValueError(
+      f"layers: conv-transpose impl must be one of {CONV_TRANSPOSE_IMPLS}, got {impl!r}"
+    )
+
+  # Sub-pixel decomposition: gather the kernel into (offsets..., C_in, phases..., C_out).
+  cin, cout = kernel.shape[-2:]
+  w = kernel
+  in_pads, out_len, phase_len, n_off = [], [], [], []
+  for a in range(nd):
+    k, s, (lo, hi), n = ksize[a], strides[a], pads[a], x.shape[1 + a]
+    d_min, table = _phase_taps(k, s, lo)
+    length = (n - 1) * s + 1 + lo + hi - k + 1
+    count = -(-length // s)
+    d_max = d_min + table.shape[0] - 1
+    in_pads.append((-d_min, count - 1 + d_max - (n - 1)))
+    out_len.append(length)
+    phase_len.append(count)
+    n_off.append(table.shape[0])
+    # Axis a (currently at position 2a, after the earlier axes were split in two) -> (offsets, phases).
+    w = jnp.concatenate([w, jnp.zeros_like(lax.slice_in_dim(w, 0, 1, axis=2 * a))], axis=2 * a)
+    w = jnp.take(w, jnp.asarray(table), axis=2 * a)
+  # w: (off_0, ph_0, off_1, ph_1, ..., C_in, C_out) -> (off_0, ..., C_in, ph_0, ..., C_out).
+  perm = [2 * a for a in range(nd)] + [2 * nd] + [2 * a + 1 for a in range(nd)] + [2 * nd + 1]
+  w = jnp.transpose(w, perm).reshape(*n_off, cin, math.prod(strides) * cout)
+  xp = lax.pad(
+    x, jnp.zeros((), x.dtype), [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in in_pads] + [(0, 0, 0)]
+  )
+  y = conv_nd(xp, w, strides=ones, padding=((0, 0),) * nd, precision=precision)
+  batch = y.shape[0]
+  y = y.reshape(batch, *phase_len, *strides, cout)
+  perm = [0] + [v for a in range(nd) for v in (1 + a, 1 + nd + a)] + [1 + 2 * nd]
+  y = jnp.transpose(y, perm).reshape(
+    batch, *(c * s for c, s in zip(phase_len, strides, strict=True)), cout
+  )
+  return y[(slice(None), *(slice(0, n) for n in out_len), slice(None))]
+
+
+# ------------------------------------------------------------------------------------------------------
+# Modules.
+# ------------------------------------------------------------------------------------------------------
+class Conv(nn.Module):
+  """N-d convolution (2-D NHWC or 3-D NDHWC) on ``lax.conv_general_dilated`` with Keras padding.
+
+  Parameters: ``kernel`` (*kernel_size, C_in, features) and ``bias`` (features,) (Keras defaults:
+  glorot_uniform kernel, zero bias).
+
+  Attributes:
+    features: output channels.
+    kernel_size: one int per spatial axis; its length selects 2-D or 3-D.
+    strides: int or one per spatial axis.
+    padding: ``'same'`` (Keras/TF rule, see :func:`keras_same_padding`), ``'valid'``, or explicit pairs.
+    kernel_dilation: int or one per axis (atrous convolution).
+    use_bias: add a bias (Keras default True).
+    kernel_init: kernel initialiser.
+    bias_init: bias initialiser.
+    dtype: computation dtype (inputs and kernel are cast to it).
+    param_dtype: parameter dtype.
+    precision: passed to ``lax.conv_general_dilated``.
+  """
+
+  features: int
+  kernel_size: Sequence[int]
+  strides: int | Sequence[int] = 1
+  padding: PaddingLike = "same"
+  kernel_dilation: int | Sequence[int] = 1
+  use_bias: bool = True
+  kernel_init: Initializer = glorot_uniform
+  bias_init: Initializer = zeros
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  precision: Any = None
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """Applies the convolution.
+
+    Args:
+      x: (B, *spatial, C_in) with ``len(spatial) == len(kernel_size)``.
+
+    Returns:
+      (B, *out_spatial, features) in ``dtype``.
+
+    Raises:
+      ValueError: ``x`` has the wrong rank.
+    """
+    ksize = tuple(int(k) for k in self.kernel_size)
+    nd = len(ksize)
+    if x.ndim != nd + 2:
+      raise ValueError(
+        f"layers.Conv: a {nd}-D kernel needs input (B, *{nd} spatial, C), got shape {x.shape}"
+      )
+    strides = _as_tuple(self.strides, nd, "strides")
+    dilation = _as_tuple(self.kernel_dilation, nd, "kernel_dilation")
+    kernel = self.param(
+      "kernel", self.kernel_init, (*ksize, x.shape[-1], self.features), self.param_dtype
+    )
+    pads = conv_padding(self.padding, x.shape[1:-1], ksize, strides, dilation)
+    y = conv_nd(
+      x.astype(self.dtype),
+      kernel.astype(self.dtype),
+      strides=strides,
+      padding=pads,
+      rhs_dilation=dilation,
+      precision=self.precision,
+    )
+    if self.use_bias:
+      bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+      y = y + bias.astype(self.dtype)
+    return y
+
+
+class ConvTranspose(nn.Module):
+  """N-d transposed convolution (2-D NHWC or 3-D NDHWC) with a selectable implementation.
+
+  Same parameters as :class:`Conv` (``kernel`` (*kernel_size, C_in, features), ``bias``). Semantics of the
+  exact implementations: ``lax.conv_transpose(..., transpose_kernel=False)``; ``'same'`` gives
+  ``out = in * strides`` like Keras ``Conv*DTranspose(padding='same')`` (model_spec §1.1, §1.4).
+
+  Attributes:
+    features: output channels.
+    kernel_size: one int per spatial axis.
+    strides: upsampling factor, int or one per axis.
+    padding: ``'same'`` or ``'valid'``.
+    impl: one of :data:`CONV_TRANSPOSE_IMPLS`; ``'resize_conv'`` is a *different operator* kept only for
+      speed comparisons (see the module docstring).
+    use_bias: add a bias (Keras default True).
+    kernel_init: kernel initialiser (Keras default glorot_uniform; symmetric in fan-in/out).
+    bias_init: bias initialiser.
+    dtype: computation dtype.
+    param_dtype: parameter dtype.
+    precision: passed to the convolution.
+  """
+
+  features: int
+  kernel_size: Sequence[int]
+  strides: int | Sequence[int] = 2
+  padding: str = "same"
+  impl: str = "input_dilation"
+  use_bias: bool = True
+  kernel_init: Initializer = glorot_uniform
+  bias_init: Initializer = zeros
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  precision: Any = None
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """Applies the transposed convolution.
+
+    Args:
+      x: (B, *spatial, C_in).
+
+    Returns:
+      (B, *out_spatial, features) in ``dtype``; ``out_spatial = spatial * strides`` for ``'same'``.
+
+    Raises:
+      ValueError: wrong rank, unknown ``impl`` or ``padding``.
+    """
+    ksize = tuple(int(k) for k in self.kernel_size)
+    nd = len(ksize)
+    if x.ndim != nd + 2:
+      raise ValueError(
+        f"layers.ConvTranspose: a {nd}-D kernel needs input (B, *{nd} spatial, C), got {x.shape}"
+      )
+    if self.impl not in CONV_TRANSPOSE_IMPLS:
+      raise ValueError(
+        f"layers.ConvTranspose: impl must be one of {CONV_TRANSPOSE_IMPLS}, got {self.impl!r}"
+      )
+    kernel = self.param(
+      "kernel", self.kernel_init, (*ksize, x.shape[-1], self.features), self.param_dtype
+    )
+    y = conv_transpose_nd(
+      x.astype(self.dtype),
+      kernel.astype(self.dtype),
+      strides=_as_tuple(self.strides, nd, "strides"),
+      padding=self.padding,
+      impl=self.impl,
+      precision=self.precision,
+    )
+    if self.use_bias:
+      bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+      y = y + bias.astype(self.dtype)
+    return y
+
+
+def max_pool(
+  x: Array, window: Sequence[int], strides: Sequence[int] | None = None, impl: str = "reshape"
+) -> Array:
+  """Max pooling over the spatial axes of (B, *spatial, C), Keras ``'valid'`` (floor) semantics.
+
+  Args:
+    x: (B, *spatial, C), 2-D NHWC or 3-D NDHWC.
+    window: window per spatial axis (e.g. (2, 2) or (2, 2, 2)).
+    strides: defaults to ``window`` (Keras default).
+    impl: ``'reshape'`` (crop to a multiple of the window, reshape and ``max``; only when
+      ``strides == window``, otherwise falls back) or ``'reduce_window'`` (``lax.reduce_window``). The
+      forward results are identical; gradients differ only on exact ties inside a window (``max`` splits the
+      gradient among tied maxima, ``reduce_window`` picks one), which after a ReLU only happens for zeros
+      whose ReLU gradient is zero anyway.
+
+  Returns:
+    (B, *floor((spatial - window) / strides) + 1, C).
+
+  Raises:
+    ValueError: wrong number of window entries, a window larger than the input, or unknown ``impl``.
+  """
+  nd = x.ndim - 2
+  window = _as_tuple(window, nd, "window")
+  strides = window if strides is None else _as_tuple(strides, nd, "strides")
+  for a in range(nd):
+    if x.shape[1 + a] < window[a]:
+      raise ValueError(
+        f"layers.max_pool: window {window} larger than input spatial {x.shape[1:-1]}"
+      )
+  if impl == "reshape" and strides == window:
+    outs = [x.shape[1 + a] // window[a] for a in range(nd)]
+    x = x[(slice(None), *(slice(0, o * w) for o, w in zip(outs, window, strict=True)), slice(None))]
+    shape = [x.shape[0]]
+    for o, w in zip(outs, window, strict=True):
+      shape += [o, w]
+    x = x.reshape(*shape, x.shape[-1])
+    return jnp.max(x, axis=tuple(2 + 2 * a for a in range(nd)))
+  if impl not in ("reshape", "reduce_window"):
+    raise ValueError(f"layers.max_pool: impl must be 'reshape' or 'reduce_window', got {impl!r}")
+  init = jnp.array(-jnp.inf, x.dtype)
+  return lax.reduce_window(x, init, lax.max, (1, *window, 1), (1, *strides, 1), "VALID")
+
+
+def resize_bilinear(x: Array, size: Sequence[int]) -> Array:
+  """Bilinear resize of (B, H, W, C) to (B, *size, C), half-pixel centres, no antialiasing.
+
+  ``antialias=False`` matches cv2 / PyTorch ``align_corners=False`` (model_spec §13).
+  """
+  size = tuple(int(s) for s in size)
+  if tuple(x.shape[1:3]) == size:
+    return x
+  return jax.image.resize(
+    x, (x.shape[0], *size, x.shape[-1]), method="bilinear", antialias=False
+  ).astype(x.dtype)
+
+
+def keras_batch_norm(
+  train: bool, *, dtype: Dtype = jnp.float32, name: str | None = None
+) -> nn.BatchNorm:
+  """Per-channel BatchNorm with Keras defaults (momentum 0.99, epsilon 1e-3; model_spec §1.0, §13).
+
+  Statistics are over every axis but the last (channels), updated only when ``train`` (then the caller
+  must pass ``mutable=['batch_stats']``); at evaluation the running averages are used.
+  """
+  return nn.BatchNorm(
+    use_running_average=not train,
+    momentum=KERAS_BN_MOMENTUM,
+    epsilon=KERAS_BN_EPSILON,
+    dtype=dtype,
+    name=name,
+  )
+
+
+_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+  "relu": nn.relu,
+  "sigmoid": nn.sigmoid,
+  "linear": lambda x: x,
+}
+
+
+def activation(name: str) -> Callable[[Array], Array]:
+  """Returns the activation ``'relu'``, ``'sigmoid'`` or ``'linear'``; raises ValueError otherwise."""
+  if name not in _ACTIVATIONS:
+    raise ValueError(f"layers: activation must be one of {tuple(_ACTIVATIONS)}, got {name!r}")
+  return _ACTIVATIONS[name]
+
+
+class ConvBNAct(nn.Module):
+  """Convolution + BatchNorm + activation, in either order (2-D or 3-D by ``kernel_size``).
+
+  ``order='conv_bn_act'`` is the U-Net ``conv2d_block`` layer (conv -> BN -> ReLU, model_spec §1.1);
+  ``order='conv_act_bn'`` is the depth nets' Keras ``Conv(..., activation='relu')`` followed by
+  ``BatchNormalization()`` (model_spec §1.2-§1.4). Submodules: ``conv``, ``bn``.
+
+  Attributes:
+    features: output channels.
+    kernel_size: one int per spatial axis.
+    padding: ``'same'`` or ``'valid'``.
+    order: ``'conv_bn_act'`` or ``'conv_act_bn'``.
+    act: ``'relu'``, ``'sigmoid'`` or ``'linear'``.
+    kernel_init: conv kernel initialiser.
+    dtype: computation dtype.
+  """
+
+  features: int
+  kernel_size: Sequence[int] = (3, 3)
+  padding: PaddingLike = "same"
+  order: str = "conv_bn_act"
+  act: str = "relu"
+  kernel_init: Initializer = glorot_uniform
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    """(B, *spatial, C_in) -> (B, *spatial', features); BN statistics update only when ``train``."""
+    if self.order not in ("conv_bn_act", "conv_act_bn"):
+      raise ValueError(
+        f"layers.ConvBNAct: order must be conv_bn_act/conv_act_bn, got {self.order!r}"
+      )
+    fn = activation(self.act)
+    x = Conv(
+      self.features,
+      self.kernel_size,
+      padding=self.padding,
+      kernel_init=self.kernel_init,
+      dtype=self.dtype,
+      name="conv",
+    )(x)
+    bn = keras_batch_norm(train, dtype=self.dtype, name="bn")
+    if self.order == "conv_bn_act":
+      return fn(bn(x))
+    return bn(fn(x))
+
+
+class ResidualBlock(nn.Module):
+  """SCRX residual block with a pre-activation on the input (model_spec §1.2).
+
+  ``y = ReLU(shortcut(x) + BN(conv3x3(ReLU(BN(conv3x3(ReLU(x)))))))`` with
+  ``shortcut(x) = BN(conv1x1(x))`` applied to the *raw* input. The reference code's channel test compares
+  a tensor with an int and therefore always adds the projection; ``project_shortcut=True`` (default)
+  reproduces that, ``False`` uses the identity when the channel count is unchanged.
+
+  Submodules: ``conv1``, ``bn1``, ``conv2``, ``bn2``, ``shortcut_conv``, ``shortcut_bn``.
+
+  Attributes:
+    features: output channels.
+    kernel_size: kernel of the two main convolutions (2-D (3, 3) in SCRX).
+    project_shortcut: always use the 1x1 conv + BN shortcut (reference code behaviour).
+    dtype: computation dtype.
+  """
+
+  features: int
+  kernel_size: Sequence[int] = (3, 3)
+  project_shortcut: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    """(B, H, W, C_in) -> (B, H, W, features)."""
+    y = nn.relu(x)
+    y = Conv(self.features, self.kernel_size, dtype=self.dtype, name="conv1")(y)
+    y = nn.relu(keras_batch_norm(train, dtype=self.dtype, name="bn1")(y))
+    y = Conv(self.features, self.kernel_size, dtype=self.dtype, name="conv2")(y)
+    y = keras_batch_norm(train, dtype=self.dtype, name="bn2")(y)
+    if self.project_shortcut or x.shape[-1] != self.features:
+      ones = (1,) * len(self.kernel_size)
+      s = Conv(self.features, ones, dtype=self.dtype, name="shortcut_conv")(x)
+      s = keras_batch_norm(train, dtype=self.dtype, name="shortcut_bn")(s)
+    else:
+      s = x.astype(self.dtype)
+    return nn.relu(s + y)
+
+
+DEPTH_OUTPUTS = ("metres", "inverted_normalised")
+"""What a depth head's ``depth`` output means: metres, or paper 000's inverted normalised depth in [0, 1]."""
+
+
+def depth_head_output(
+  x: Array,
+  *,
+  final_activation: str,
+  depth_output: str,
+  max_depth: float | None,
+  out_size: Sequence[int] | None,
+  where: str,
+) -> Array:
+  """Turns a depth head's pre-activation (B, h, w, 1) into the ``depth`` output (float32).
+
+  Args:
+    x: (B, h, w, 1) pre-activation.
+    final_activation: ``'relu'``, ``'sigmoid'`` or ``'linear'``.
+    depth_output: ``'metres'`` or ``'inverted_normalised'`` (paper 000's target ``1 - min(d / d_sat, 1)``,
+      model_spec §1.0; conversion lives in the losses / depth_bins modules, not here).
+    max_depth: with ``'metres'`` and a sigmoid, the output is ``max_depth * sigmoid`` (metres); required
+      then, ignored otherwise.
+    out_size: if given, bilinear upsampling (``antialias=False``) to this (H, W), the paper's "bilinear
+      upsampling to the input size" (model_spec §11 items 1-3).
+    where: model name for error messages.
+
+  Returns:
+    (B, h, w, 1) or (B, *out_size, 1) float32.
+
+  Raises:
+    ValueError: unknown ``final_activation`` / ``depth_output``, or a metres sigmoid head without
+      ``max_depth``.
+  """
+  if depth_output not in DEPTH_OUTPUTS:
+    raise ValueError(f"{where}: depth_output must be one of {DEPTH_OUTPUTS}, got {depth_output!r}")
+  y = activation(final_activation)(x.astype(jnp.float32))
+  if final_activation == "sigmoid" and depth_output == "metres":
+    if max_depth is None:
+      raise ValueError(
+        f"{where}: a sigmoid output lies in (0, 1); with depth_output='metres' set max_depth (metres, "
+        "output = max_depth * sigmoid), or use depth_output='inverted_normalised' (paper 000) or "
+        "final_activation='relu'"
+      )
+    y = y * max_depth
+  if out_size is not None:
+    y = resize_bilinear(y, out_size)
+  return y

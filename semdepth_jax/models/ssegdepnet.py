@@ -1,0 +1,183 @@
+"""SSegDep-Net: U-Net -> OHESS -> 3D CNN-UP (paper 000 §3.3, Fig. 9; model_spec §1.5).
+
+The paper trains the two modules separately and only composes them for inference. One module,
+:class:`SSegDepNet`, covers every stage with a single, fixed parameter tree: top-level submodules ``unet``
+(:class:`~semdepth_jax.models.unet.UNet`) and ``depth_net`` (:class:`~semdepth_jax.models.cnn3d.CNN3DUP`).
+``init`` always creates both subtrees (in ``params`` and ``batch_stats``), whatever the stage, so a
+checkpoint of one stage restores into the next and an optax mask on the top-level names freezes a part.
+
+=================== ==================================== ============================================
+stage               configuration                        what runs / outputs
+=================== ==================================== ============================================
+1 segmentation      ``stage='seg'``                      U-Net only: ``seg_logits``, ``aux.seg_probs``
+2 depth (paper)     ``ohess_source='gt'``, ``labels``    3D CNN-UP on ground-truth OHESS; U-Net not run:
+                                                         ``depth``, ``aux.ohess``
+inference (paper)   ``ohess_source='unet'`` (default),   U-Net -> per-class sigmoid > 0.5 -> 3D CNN-UP:
+                    ``ohess_mode='threshold'``           ``depth``, ``seg_logits``, ``aux``
+end-to-end (option) ``ohess_source='unet'``,             same path with differentiable softmax (or
+                    ``ohess_mode='softmax'``             sigmoid) planes, so depth gradients reach the
+                                                         U-Net
+=================== ==================================== ============================================
+
+Freezing: with the optax mask ``{'unet': ..., 'depth_net': ...}`` on the top-level keys of ``params``
+(e.g. ``optax.multi_transform({'train': tx, 'freeze': optax.set_to_zero()}, labels)``). Stage 1 can
+equally train the registered ``'unet'`` model: its parameter tree is exactly ``params['unet']`` (and
+``batch_stats['unet']``) of this model with the same ``num_classes`` / widths, so it can be inserted.
+In the stages where a submodule does not run, its gradients are zero and its BatchNorm statistics are
+returned unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from semdepth_jax.models import ohess as ohess_lib
+from semdepth_jax.models.cnn3d import CNN3DUP
+from semdepth_jax.models.unet import UNet
+
+Array = jax.Array
+
+STAGES = ("full", "seg")
+OHESS_SOURCES = ("unet", "gt")
+
+
+class SSegDepNet(nn.Module):
+  """SSegDep-Net (paper 000; model_spec §1.5), staged as described in the module docstring.
+
+  Call: ``model.apply(variables, image, labels=None, train=..., mutable=['batch_stats'],
+  rngs={'dropout': key})``. Parameter count at the defaults: 35,415,887 trainable (U-Net 34,525,966 +
+  3D CNN-UP 889,921) + 12,928 batch statistics.
+
+  Attributes:
+    num_classes: segmentation classes = U-Net outputs (dataset meta info; 14 in paper 000).
+    ohess_classes: class ids that get an OHESS plane (e.g. top-N); ``None`` = all. Sets the depth net's
+      input depth 3 + P.
+    stage: ``'full'`` (depth path; default) or ``'seg'`` (stage 1: U-Net only, no depth output).
+    ohess_source: ``'unet'`` (OHESS from the U-Net; inference / fine-tuning) or ``'gt'`` (from ``labels``;
+      stage-2 training, the U-Net is skipped).
+    ohess_mode: how U-Net logits become planes: ``'threshold'`` (reference: sigmoid > 0.5 per class),
+      ``'argmax'``, ``'softmax'`` or ``'sigmoid'`` (differentiable); see
+      :func:`semdepth_jax.models.ohess.ohess_from_logits`.
+    ohess_ignore: ground-truth OHESS of ignored pixels, ``'zero'`` or ``'plane0'``.
+    unet_base_width: U-Net first-stage width (64).
+    unet_dropout_rate: U-Net dropout (0.05).
+    depth_widths: 3D CNN-UP stage widths (64, 64, 64).
+    depth_bottleneck_width: 3D CNN-UP conv7 width (64).
+    depth_up_widths: 3D CNN-UP deconv1/2 widths (64, 64).
+    depth_dropout_rate: 3D CNN-UP dropout (0; 0.5 = 3D CNN-UP^do).
+    depth_dropout_placement: ``'after_pool'`` or ``'after_conv'``.
+    final_activation: depth head activation (``'relu'``, code).
+    depth_output: ``'metres'`` (default) or ``'inverted_normalised'`` (paper 000's target convention).
+    max_depth: metres scale of a sigmoid depth head when ``depth_output='metres'``.
+    paper_output_size: upsample depth to the input size (paper) instead of 184x312 (code).
+    conv_transpose_impl: transposed-conv implementation of both submodules (see ``layers``).
+    dtype: computation dtype.
+  """
+
+  num_classes: int = 14
+  ohess_classes: tuple[int, ...] | None = None
+  stage: str = "full"
+  ohess_source: str = "unet"
+  ohess_mode: str = "threshold"
+  ohess_ignore: str = "zero"
+  unet_base_width: int = 64
+  unet_dropout_rate: float = 0.05
+  depth_widths: Sequence[int] = (64, 64, 64)
+  depth_bottleneck_width: int = 64
+  depth_up_widths: Sequence[int] = (64, 64)
+  depth_dropout_rate: float = 0.0
+  depth_dropout_placement: str = "after_pool"
+  final_activation: str = "relu"
+  depth_output: str = "metres"
+  max_depth: float | None = None
+  paper_output_size: bool = False
+  conv_transpose_impl: str = "depth_to_space"
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    """Validates the options and creates the ``unet`` and ``depth_net`` submodules."""
+    if self.stage not in STAGES:
+      raise ValueError(f"ssegdepnet: stage must be one of {STAGES}, got {self.stage!r}")
+    if self.ohess_source not in OHESS_SOURCES:
+      raise ValueError(
+        f"ssegdepnet: ohess_source must be one of {OHESS_SOURCES}, got {self.ohess_source!r}"
+      )
+    if self.ohess_mode not in ohess_lib.OHESS_MODES:
+      raise ValueError(
+        f"ssegdepnet: ohess_mode must be one of {ohess_lib.OHESS_MODES}, got {self.ohess_mode!r}"
+      )
+    ohess_lib.check_classes(self.ohess_classes, self.num_classes, "ssegdepnet")
+    self.unet = UNet(
+      num_classes=self.num_classes,
+      base_width=self.unet_base_width,
+      dropout_rate=self.unet_dropout_rate,
+      conv_transpose_impl=self.conv_transpose_impl,
+      dtype=self.dtype,
+    )
+    self.depth_net = CNN3DUP(
+      num_classes=self.num_classes,
+      ohess_classes=self.ohess_classes,
+      ohess_ignore=self.ohess_ignore,
+      widths=self.depth_widths,
+      bottleneck_width=self.depth_bottleneck_width,
+      up_widths=self.depth_up_widths,
+      dropout_rate=self.depth_dropout_rate,
+      dropout_placement=self.depth_dropout_placement,
+      final_activation=self.final_activation,
+      depth_output=self.depth_output,
+      max_depth=self.max_depth,
+      paper_output_size=self.paper_output_size,
+      conv_transpose_impl=self.conv_transpose_impl,
+      dtype=self.dtype,
+    )
+
+  def __call__(self, image: Array, labels: Array | None = None, *, train: bool = False) -> dict:
+    """Runs the configured stage.
+
+    Args:
+      image: (B, H, W, 3) float32 RGB in [0, 1]; H, W divisible by 16 (192x320 in the paper).
+      labels: (B, H, W) int32 training ids (255 = ignore); required for ``ohess_source='gt'`` outside
+        ``init``.
+      train: training mode (dropout, BatchNorm batch statistics) for the submodules that run.
+
+    Returns:
+      ``stage='seg'``: ``{'seg_logits': (B, H, W, C), 'aux': {'seg_probs'}}``.
+      ``ohess_source='unet'``: ``{'depth': (B, h, w, 1), 'seg_logits', 'aux': {'seg_probs', 'ohess'}}``.
+      ``ohess_source='gt'``: ``{'depth', 'aux': {'ohess'}}``. ``depth`` is float32, 184x312 for 192x320
+      input (or H x W with ``paper_output_size``), units per ``depth_output``; ``aux['ohess']`` is the
+      (B, H, W, P) planes fed to the depth net.
+
+    Raises:
+      ValueError: unknown options, bad shapes, or missing ``labels`` with ``ohess_source='gt'``.
+    """
+    ohess_lib.check_image(image, "ssegdepnet")
+    init = self.is_initializing()
+    seg = None
+    if init or self.stage == "seg" or self.ohess_source == "unet":
+      seg = self.unet(image, train=train)
+    if self.stage == "seg" and not init:
+      return seg
+
+    if self.ohess_source == "gt" and labels is not None:
+      planes = ohess_lib.ohess_from_labels(
+        labels, self.num_classes, self.ohess_classes, ignore_mode=self.ohess_ignore
+      )
+    elif self.ohess_source == "gt" and not init:
+      raise ValueError(
+        "ssegdepnet: ohess_source='gt' (stage-2 training) needs labels=(B, H, W) int32 training ids"
+      )
+    else:
+      planes = ohess_lib.ohess_from_logits(seg["seg_logits"], self.ohess_mode, self.ohess_classes)
+    out = self.depth_net(image, train=train, ohess=planes)
+    if self.stage == "seg":  # Only reached in init: both subtrees exist, the output is stage 1's.
+      return seg
+    aux = {"ohess": planes}
+    if self.ohess_source == "gt":
+      return {"depth": out["depth"], "aux": aux}
+    aux["seg_probs"] = seg["aux"]["seg_probs"]
+    return {"depth": out["depth"], "seg_logits": seg["seg_logits"], "aux": aux}
