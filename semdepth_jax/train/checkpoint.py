@@ -1,0 +1,217 @@
+"""The one checkpoint wrapper: Orbax ``CheckpointManager`` with a "keep the latest K" preservation policy.
+
+A checkpoint step directory holds two items:
+
+* ``state``: the :class:`~semdepth_jax.train.state.TrainState` pytree (params, optimiser state, batch
+  statistics, step, RNG), saved with ``StandardSave`` (sharded arrays are written by every process).
+* ``meta``: a JSON dict (current stage, data-iterator state, anything else small).
+
+Restores validate the stored shapes and dtypes against the abstract target *before* reading, and fail with
+one message that names every mismatching leaf. The calls follow ``docs/environment_notes.md`` (Orbax
+0.12.8: ``Composite`` of ``StandardSave``/``JsonSave``, a ``LatestN`` preservation policy rather than the
+deprecated ``max_to_keep``).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+from semdepth_jax.train.mesh import path_to_str
+
+_log = logging.getLogger(__name__)
+
+
+class CheckpointMismatchError(ValueError):
+  """A stored checkpoint does not match the state the current config builds (names the leaves)."""
+
+
+def encode_iterator_state(state: Any) -> Any:
+  """Makes a data-iterator state JSON-serialisable (bytes become ``{"__bytes_b64__": ...}``)."""
+  if isinstance(state, bytes | bytearray):
+    return {"__bytes_b64__": base64.b64encode(bytes(state)).decode("ascii")}
+  return state
+
+
+def decode_iterator_state(state: Any) -> Any:
+  """Inverse of :func:`encode_iterator_state`."""
+  if isinstance(state, dict) and set(state) == {"__bytes_b64__"}:
+    return base64.b64decode(state["__bytes_b64__"])
+  return state
+
+
+def abstract_like(tree: Any) -> Any:
+  """``jax.ShapeDtypeStruct`` tree (with shardings) of a concrete pytree; Python scalars via ``np.shape``."""
+
+  def one(x):
+    if isinstance(x, jax.Array | np.ndarray):
+      return ocp.utils.to_shape_dtype_struct(x)
+    if isinstance(x, jax.ShapeDtypeStruct):
+      return x
+    return jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype)
+
+  return jax.tree.map(one, tree)
+
+
+def _leaf_table(tree: Any) -> dict[str, Any]:
+  leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {path_to_str(p): leaf for p, leaf in leaves}
+
+
+def check_compatible(stored: Any, target: Any, where: str = "checkpoint") -> None:
+  """Compares stored array metadata with an abstract target, leaf by leaf.
+
+  Args:
+    stored: pytree whose leaves have ``shape`` and ``dtype`` (Orbax ``ArrayMetadata``).
+    target: pytree of ``jax.ShapeDtypeStruct`` (or arrays).
+    where: named in the error (e.g. the step directory).
+
+  Raises:
+    CheckpointMismatchError: leaves missing on either side, or differing shape or dtype. The message lists
+      every offending leaf path with the stored and expected shape/dtype.
+  """
+  s_tab, t_tab = _leaf_table(stored), _leaf_table(target)
+  problems = []
+  for name in sorted(set(t_tab) - set(s_tab)):
+    problems.append(f"  {name}: expected by the current config, missing in the {where}")
+  for name in sorted(set(s_tab) - set(t_tab)):
+    problems.append(f"  {name}: in the {where}, not expected by the current config")
+  for name in sorted(set(s_tab) & set(t_tab)):
+    s, t = s_tab[name], t_tab[name]
+    s_shape, t_shape = tuple(getattr(s, "shape", ())), tuple(getattr(t, "shape", ()))
+    s_dtype = np.dtype(getattr(s, "dtype", np.float32))
+    t_dtype = np.dtype(getattr(t, "dtype", np.float32))
+    if s_shape != t_shape or s_dtype != t_dtype:
+      problems.append(
+        f"  {name}: stored {s_dtype.name}{list(s_shape)} vs expected {t_dtype.name}{list(t_shape)}"
+      )
+  if problems:
+    raise CheckpointMismatchError(
+      f"{where} does not match the state built from the current config "
+      f"({len(problems)} leaf/leaves):\n" + "\n".join(problems) + "\nUse a fresh --workdir or the "
+      "config the checkpoint was trained with (saved as config.json next to it)."
+    )
+
+
+class Checkpointer:
+  """Saves and restores ``(state, meta)`` pairs under ``directory/<step>/``.
+
+  Keeps the latest ``keep`` checkpoints (``LatestN`` preservation policy). When to save is the caller's
+  decision (the loop saves every ``checkpoint.every_steps``, at stage ends and at the end); each save is
+  forced and asynchronous, and :meth:`wait` / :meth:`close` block until it is on disk.
+
+  Args:
+    directory: folder of the checkpoints (created if missing).
+    keep: number of most recent checkpoints to keep (>= 1).
+    async_save: write in a background thread.
+
+  Raises:
+    ValueError: ``keep < 1``.
+  """
+
+  def __init__(self, directory: str | os.PathLike, keep: int = 3, async_save: bool = True):
+    if keep < 1:
+      raise ValueError(f"checkpoint.keep must be >= 1, got {keep}")
+    self.directory = os.fspath(os.path.abspath(directory))
+    options = ocp.CheckpointManagerOptions(
+      create=True,
+      preservation_policy=checkpoint_managers.LatestN(n=int(keep)),
+      enable_async_checkpointing=async_save,
+    )
+    self._mngr = ocp.CheckpointManager(
+      self.directory,
+      options=options,
+      item_handlers={
+        "state": ocp.StandardCheckpointHandler(),
+        "meta": ocp.JsonCheckpointHandler(),
+      },
+    )
+
+  def __enter__(self) -> Checkpointer:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  def latest_step(self) -> int | None:
+    """Step of the newest complete checkpoint, or None."""
+    return self._mngr.latest_step()
+
+  def all_steps(self) -> list[int]:
+    """Steps of all kept checkpoints, ascending."""
+    return sorted(self._mngr.all_steps())
+
+  def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+    """Starts saving ``state`` and the JSON-serialisable ``meta`` as checkpoint ``step``.
+
+    Saving a step that already exists is skipped (e.g. the final save right after a periodic one).
+    """
+    step = int(step)
+    if step in self._mngr.all_steps():
+      return
+    self._mngr.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta))
+      ),
+      force=True,
+    )
+
+  def restore_meta(self, step: int | None = None) -> dict[str, Any]:
+    """Reads only the JSON ``meta`` item of checkpoint ``step`` (default: latest).
+
+    Raises:
+      FileNotFoundError: no checkpoint in the directory.
+    """
+    step = self._resolve(step)
+    return dict(self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+
+  def restore(self, step: int | None, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
+    """Restores checkpoint ``step`` (default latest) into the structure/shardings of ``abstract_state``.
+
+    Args:
+      step: step to restore, or None for the latest.
+      abstract_state: pytree of ``jax.ShapeDtypeStruct`` (with ``sharding`` for sharded restores), e.g.
+        from ``jax.eval_shape`` of the state initialiser.
+
+    Returns:
+      ``(state, meta)``.
+
+    Raises:
+      FileNotFoundError: no checkpoint.
+      CheckpointMismatchError: stored shapes/dtypes/leaves differ from ``abstract_state`` (names leaves).
+    """
+    step = self._resolve(step)
+    stored = self._mngr.item_metadata(step)["state"]
+    stored_tree = getattr(stored, "tree", stored)
+    check_compatible(stored_tree, abstract_state, where=f"checkpoint {self.directory}/{step}")
+    out = self._mngr.restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+      ),
+    )
+    return out.state, dict(out.meta)
+
+  def wait(self) -> None:
+    """Blocks until pending saves are on disk."""
+    self._mngr.wait_until_finished()
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the manager."""
+    self._mngr.wait_until_finished()
+    self._mngr.close()
+
+  def _resolve(self, step: int | None) -> int:
+    if step is None:
+      step = self._mngr.latest_step()
+      if step is None:
+        raise FileNotFoundError(f"no checkpoint found in {self.directory}")
+    return int(step)

@@ -1,0 +1,169 @@
+"""Metric writers (JSONL + TensorBoard event files), the progress bar and the finite check.
+
+TensorBoard files are written with ``tensorboardX`` (no TensorFlow needed). Only process 0 writes; other
+processes get no-op writers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def _to_float(v: Any) -> float | None:
+  try:
+    arr = np.asarray(v)
+  except Exception:  # noqa: BLE001 - non-numeric values are skipped
+    return None
+  if arr.size != 1 or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+    return None
+  return float(arr.reshape(()))
+
+
+def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+  """Keeps the scalar numeric entries of ``metrics`` as Python floats."""
+  out = {}
+  for k, v in metrics.items():
+    f = _to_float(v)
+    if f is not None:
+      out[k] = f
+  return out
+
+
+class MetricWriter:
+  """Writes scalar metrics to ``<logdir>/metrics.jsonl`` and TensorBoard events in ``<logdir>/tb``.
+
+  Each JSONL line is ``{"step": int, "split": str, "time": unix seconds, <name>: float, ...}``; TensorBoard
+  tags are ``<split>/<name>``. Appends, so a resumed run continues the same files.
+
+  Args:
+    logdir: output folder (created).
+    tensorboard: also write TensorBoard event files.
+    enabled: False gives a no-op writer (non-zero processes).
+  """
+
+  def __init__(self, logdir: str | os.PathLike, *, tensorboard: bool = True, enabled: bool = True):
+    self.enabled = enabled
+    self.logdir = os.fspath(logdir)
+    self._jsonl = None
+    self._tb = None
+    if not enabled:
+      return
+    os.makedirs(self.logdir, exist_ok=True)
+    self._jsonl = open(os.path.join(self.logdir, "metrics.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
+    if tensorboard:
+      from tensorboardX import SummaryWriter
+
+      self._tb = SummaryWriter(os.path.join(self.logdir, "tb"))
+
+  def write(self, step: int, values: Mapping[str, Any], split: str = "train") -> dict[str, float]:
+    """Writes the scalar entries of ``values`` at ``step``; returns them as floats."""
+    vals = scalars(values)
+    if not self.enabled:
+      return vals
+    record = {"step": int(step), "split": split, "time": round(time.time(), 3)}
+    record.update({k: (v if math.isfinite(v) else str(v)) for k, v in vals.items()})
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+    if self._tb is not None:
+      for k, v in vals.items():
+        self._tb.add_scalar(f"{split}/{k}", v, int(step))
+    return vals
+
+  def flush(self) -> None:
+    """Flushes both outputs."""
+    if self._jsonl is not None:
+      self._jsonl.flush()
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self) -> None:
+    """Closes both outputs."""
+    if self._jsonl is not None:
+      self._jsonl.close()
+      self._jsonl = None
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+
+  def __enter__(self) -> MetricWriter:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+  """Reads a ``metrics.jsonl`` file into a list of dicts."""
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def check_finite(step: int, metrics: Mapping[str, Any]) -> None:
+  """Raises if the loss or the gradient norm of ``step`` is NaN or infinite.
+
+  Args:
+    step: the 1-based number of the step that produced ``metrics`` (named in the message).
+    metrics: host metrics from the train step (``loss``, ``grad_norm``, optional ``finite``).
+
+  Raises:
+    FloatingPointError: naming the step and the offending values. The train step does not apply a
+      non-finite update, and the last checkpoint on disk predates it.
+  """
+  loss = _to_float(metrics.get("loss", 0.0))
+  gnorm = _to_float(metrics.get("grad_norm", 0.0))
+  finite_flag = metrics.get("finite", True)
+  ok = bool(np.asarray(finite_flag)) and all(v is None or math.isfinite(v) for v in (loss, gnorm))
+  if not ok:
+    raise FloatingPointError(
+      f"non-finite training value at step {step}: loss={loss}, grad_norm={gnorm}. The update was not "
+      "applied; the last checkpoint in the workdir is intact. Check the batch (NaN/inf inputs), lower "
+      "the learning rate or enable optimizer.grad_clip_norm."
+    )
+
+
+class Progress:
+  """A tqdm bar over training steps showing the loss and examples/s (process 0 only).
+
+  Args:
+    total: final step number.
+    initial: step the run starts (or resumes) from.
+    desc: bar label (e.g. the stage name).
+    enabled: False disables the bar (non-zero processes, tests).
+  """
+
+  def __init__(self, total: int, initial: int = 0, desc: str = "train", enabled: bool = True):
+    self._bar = None
+    self._last_time = time.perf_counter()
+    self._examples = 0
+    if enabled and jax.process_index() == 0:
+      from tqdm.auto import tqdm
+
+      self._bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=True)
+
+  def update(self, n_steps: int, n_examples: int, loss: float | None = None) -> float:
+    """Advances by ``n_steps``; returns the examples/s since the previous call with a loss."""
+    self._examples += n_examples
+    rate = 0.0
+    if self._bar is not None:
+      self._bar.update(n_steps)
+    if loss is not None:
+      now = time.perf_counter()
+      rate = self._examples / max(now - self._last_time, 1e-9)
+      self._last_time, self._examples = now, 0
+      if self._bar is not None:
+        self._bar.set_postfix(loss=f"{loss:.4g}", ex_per_s=f"{rate:.2f}")
+    return rate
+
+  def close(self) -> None:
+    """Closes the bar."""
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None

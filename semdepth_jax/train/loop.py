@@ -1,0 +1,824 @@
+"""The training loop: stages, sharded steps, resume from the workdir, logging and periodic evaluation.
+
+``train(config, workdir)`` runs the config's stages in ``stage_order``. Everything needed to continue is
+in ``workdir``: ``checkpoints/<step>/`` (train state + JSON meta with the stage and the data-iterator
+state), ``config.json``, ``metrics.jsonl`` and TensorBoard events in ``tb/``. Calling ``train`` again with
+the same workdir continues from the latest checkpoint (an interrupted run and an uninterrupted run reach the
+same parameters: the data stream, dropout keys and steps are functions of the step number).
+
+Stages (SSegDep-Net's two-stage schedule, model_spec §1.5): the parameters are created once from the base
+model (``config.model``), each stage builds its own model (``config.model`` + ``stage.model`` overrides),
+loss, optimiser (fresh state), frozen-parameter mask and data iterator (its own batch size). Evaluation
+always runs the base model (for SSegDep-Net: the full inference path U-Net -> OHESS -> 3D CNN-UP).
+
+The pieces that touch other modules (model registry, losses, input pipeline, metrics) come through
+:class:`Components`, so tests can run the generic loop with a toy model and in-memory data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from semdepth_jax.train import checkpoint as ckpt_lib
+from semdepth_jax.train import config_utils, optim
+from semdepth_jax.train import logging as log_lib
+from semdepth_jax.train import mesh as mesh_lib
+from semdepth_jax.train import step as step_lib
+from semdepth_jax.train.state import TrainState, create_state, param_count, split_variables
+
+_log = logging.getLogger(__name__)
+
+
+class Evaluator(Protocol):
+  """Streaming evaluation metrics (accumulated inside jit, finished on the host)."""
+
+  def init(self) -> Any:
+    """Returns the zero accumulator pytree."""
+
+  def update(self, acc: Any, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> Any:
+    """Adds one batch (respecting ``batch['mask']``); jittable."""
+
+  def finish(self, acc: Any) -> dict[str, float]:
+    """Turns the accumulated sums into metric values (host)."""
+
+
+@dataclasses.dataclass
+class Components:
+  """What the loop needs from the rest of the library (defaults: :func:`default_components`).
+
+  Attributes:
+    build_model: ``kwargs -> linen Module``; kwargs hold ``name`` and the constructor arguments.
+    build_loss: stage ``loss`` spec -> ``loss_fn(outputs, batch) -> (total, aux)``.
+    train_iterator: ``(global_batch_size, seed) -> iterator`` of per-process numpy batches with
+      ``get_state()`` / ``set_state()``.
+    num_train_examples: ``() -> int`` size of the train split (for ``num_epochs`` stages).
+    eval_iterator: ``() -> iterator`` of padded eval batches (with ``mask``), or None for no evaluation.
+    make_evaluator: ``model -> Evaluator``, or None for no evaluation.
+  """
+
+  build_model: Callable[[dict[str, Any]], nn.Module]
+  build_loss: Callable[[Any], step_lib.LossFn]
+  train_iterator: Callable[[int, int], Iterator]
+  num_train_examples: Callable[[], int] | None = None
+  eval_iterator: Callable[[], Iterator] | None = None
+  make_evaluator: Callable[[nn.Module], Evaluator] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StagePlan:
+  """One stage with its global step range ``[start, end)``."""
+
+  index: int
+  name: str
+  cfg: Any
+  start: int
+  end: int
+
+  @property
+  def num_steps(self) -> int:
+    """Batches trained in this stage."""
+    return self.end - self.start
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What :func:`train` returns.
+
+  Attributes:
+    state: final train state (on the mesh).
+    step: final global step.
+    eval_metrics: metrics of the last evaluation (empty if none ran).
+    model: the base model (``config.model``; the inference configuration).
+    workdir: the workdir.
+    stopped_early: True when ``stop_at_step`` ended the run before the last stage finished.
+  """
+
+  state: TrainState
+  step: int
+  eval_metrics: dict[str, float]
+  model: nn.Module
+  workdir: str
+  stopped_early: bool = False
+
+
+# ----------------------------------------------------------------------------------------------------------
+# config -> pieces
+
+
+def resolved_num_classes(config: Any) -> int:
+  """``config.num_classes`` or, when None, the dataset's ``get_meta(dataset).num_classes``."""
+  if config.num_classes is not None:
+    return int(config.num_classes)
+  return config_utils.dataset_meta(config.dataset).num_classes
+
+
+def model_kwargs(config: Any, stage_cfg: Any | None = None) -> dict[str, Any]:
+  """``config.model`` (+ the stage's ``model`` overrides) as constructor kwargs incl. ``name``.
+
+  ``num_classes`` is filled in from :func:`resolved_num_classes` unless the config sets it.
+  """
+  kwargs = config_utils.to_dict(config.model)
+  if stage_cfg is not None:
+    kwargs.update(config_utils.to_dict(stage_cfg.model))
+  kwargs.setdefault("num_classes", resolved_num_classes(config))
+  return {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
+
+
+def plan_stages(
+  config: Any, num_train_examples: Callable[[], int] | None = None
+) -> list[StagePlan]:
+  """Resolves ``stage_order`` into global step ranges (``num_epochs`` -> ``ceil(E * N / batch)``).
+
+  Raises:
+    ValueError: a ``num_epochs`` stage without a known train-split size, or no stage with steps.
+  """
+  plans, start = [], 0
+  for i, name in enumerate(config.stage_order):
+    st = config.stages[name]
+    steps = int(st.num_steps)
+    if not steps and st.num_epochs:
+      if num_train_examples is None:
+        raise ValueError(f"stage {name!r} gives num_epochs but the train split size is unknown")
+      steps = math.ceil(float(st.num_epochs) * num_train_examples() / int(st.batch_size))
+    plans.append(StagePlan(i, name, st, start, start + steps))
+    start += steps
+  if start == 0:
+    raise ValueError("every stage has 0 steps; set num_steps (or steps=N) for at least one stage")
+  return plans
+
+
+def depth_norm_of(config: Any) -> float | None:
+  """The ``depth_norm`` (metres) of the config's inverted-normalised depth loss terms, or None.
+
+  Paper 000's depth nets predict ``1 - min(d / depth_norm, 1)``; evaluation inverts it with the same
+  ``depth_norm`` the loss used (model_spec §1.0).
+
+  Raises:
+    ValueError: stages disagree on ``depth_norm``.
+  """
+  norms = set()
+  for name in config.stage_order:
+    for term in config_utils.to_dict(config.stages[name].loss).values():
+      if isinstance(term, Mapping) and term.get("target") == "inverted_normalised":
+        norms.add(float(term["depth_norm"]))
+  if len(norms) > 1:
+    raise ValueError(f"stages use different depth_norm values {sorted(norms)} for inverted depth")
+  return norms.pop() if norms else None
+
+
+def _augment_dict(config: Any) -> dict[str, Any]:
+  return {
+    k: (tuple(v) if isinstance(v, list) else v)
+    for k, v in config_utils.to_dict(config.augment).items()
+  }
+
+
+def default_loss_builder(config: Any) -> Callable[[Any], step_lib.LossFn]:
+  """``spec -> loss_fn`` with the dataset's ignore index and depth range (``losses.build_loss``)."""
+  from semdepth_jax import losses
+
+  meta = config_utils.dataset_meta(config.dataset)
+
+  def build_loss(spec):
+    return losses.build_loss(
+      config_utils.to_dict(spec),
+      ignore_index=meta.ignore_index,
+      min_depth=meta.min_depth,
+      max_depth=meta.max_depth,
+    )
+
+  return build_loss
+
+
+def default_components(config: Any) -> Components:
+  """Components backed by the library: model registry, losses, the TFDS/grain pipeline and metrics."""
+  from semdepth_jax.data import pipeline
+  from semdepth_jax.models import get_model
+
+  meta = config_utils.dataset_meta(config.dataset)
+  data_dir = config.data_dir or None
+
+  def build_model(kwargs):
+    kwargs = dict(kwargs)
+    return get_model(kwargs.pop("name"), **kwargs)
+
+  build_loss = default_loss_builder(config)
+  augment = _augment_dict(config)
+
+  def train_iterator(batch_size, seed):
+    return pipeline.make_train_iterator(
+      config.dataset,
+      data_dir=data_dir,
+      split=config.train_split,
+      batch_size=batch_size,
+      image_size=tuple(config.image_size),
+      seed=seed,
+      augment=augment,
+      num_threads=config.data.num_threads,
+      prefetch=config.data.prefetch,
+      worker_count=config.data.worker_count,
+    )
+
+  def num_train_examples():
+    return pipeline.num_examples(config.dataset, config.train_split, data_dir)
+
+  def eval_iterator():
+    size = config.eval.image_size or config.image_size
+    return pipeline.make_eval_iterator(
+      config.dataset,
+      data_dir=data_dir,
+      split=config.eval.split,
+      batch_size=config.eval.batch_size,
+      image_size=tuple(size),
+      mode=config.eval.mode,
+      num_threads=config.data.num_threads,
+      prefetch=config.data.prefetch,
+    )
+
+  def make_evaluator(model):
+    return step_lib.StreamingEvaluator.for_model(
+      model, meta, num_classes=resolved_num_classes(config), depth_norm=depth_norm_of(config)
+    )
+
+  has_eval = bool(config.eval.split) and config.eval.split in meta.splits
+  return Components(
+    build_model=build_model,
+    build_loss=build_loss,
+    train_iterator=train_iterator,
+    num_train_examples=num_train_examples,
+    eval_iterator=eval_iterator if has_eval else None,
+    make_evaluator=make_evaluator if has_eval else None,
+  )
+
+
+def check_consumers(config: Any) -> None:
+  """Builds (without running) what every stage needs, so a typo fails before training starts.
+
+  Constructs each stage's model (``get_model`` rejects unknown attributes), its loss (``build_loss``
+  rejects unknown term keys), the optimiser/schedule settings and the augmentation settings.
+
+  Raises:
+    KeyError / TypeError / ValueError: from the consumer that rejects a value; the message names it.
+  """
+  from semdepth_jax.data import transforms
+  from semdepth_jax.models import get_model
+
+  comps_loss = default_loss_builder(config)
+  transforms.check_augment(_augment_dict(config))
+  kw = model_kwargs(config)
+  get_model(kw.pop("name"), **kw)
+  for name in config.stage_order:
+    st = config.stages[name]
+    kw = model_kwargs(config, st)
+    try:
+      get_model(kw.pop("name"), **kw)
+      if st.num_steps or st.num_epochs:
+        comps_loss(st.loss)
+      optim.make_schedule(st.schedule, float(st.optimizer.learning_rate), max(int(st.num_steps), 1))
+      optim.make_optimizer(st.optimizer, optim.make_schedule({"name": "constant"}, 1.0, 1))
+    except (KeyError, TypeError, ValueError) as e:
+      msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+      raise type(e)(f"config.stages.{name}: {msg}") from None
+
+
+def ensure_dataset(dataset: str, data_dir: str | None = None) -> None:
+  """Makes sure ``dataset`` is built in ``data_dir``; builds the embedded ``synthetic_city`` if needed.
+
+  Raises:
+    FileNotFoundError: a dataset that needs manual files is not built; the message holds the exact
+      ``semdepth data build`` command.
+    KeyError: unknown dataset.
+  """
+  import tensorflow_datasets as tfds
+
+  from semdepth_jax.data import pipeline
+
+  builder = pipeline.get_builder(dataset, data_dir)
+  if builder.is_prepared():
+    return
+  base = dataset.split(":")[0].split("/")[0]
+  if base not in AUTO_BUILD_DATASETS:
+    raise FileNotFoundError(
+      f"dataset {dataset!r} is not built in {data_dir or pipeline.default_data_dir()}. Build it with:\n"
+      f"  {pipeline.build_command(dataset, data_dir)}"
+    )
+  _log.info("building %s into %s (first use)", dataset, builder.data_dir)
+  builder.download_and_prepare(
+    file_format="array_record",  # readable without TensorFlow (docs/environment_notes.md)
+    download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+  )
+
+
+AUTO_BUILD_DATASETS = ("synthetic_city",)
+"""Datasets that need no downloaded files and are built automatically on first use."""
+
+
+def format_metrics(metrics: Mapping[str, float]) -> str:
+  """One metric per line, ``name  value`` (4 significant digits), sorted by name."""
+  return "\n".join(f"  {k:<16s}{v:.4g}" for k, v in sorted(metrics.items()) if np.isscalar(v))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# state construction
+
+
+def _init_inputs(config: Any, model: nn.Module) -> tuple[jax.Array, dict[str, Any]]:
+  h, w = tuple(config.image_size)
+  image = jnp.zeros((1, h, w, 3), jnp.float32)
+  kwargs: dict[str, Any] = {"train": False}
+  if step_lib.accepts_labels(model):
+    kwargs["labels"] = jnp.zeros((1, h, w), jnp.int32)
+  return image, kwargs
+
+
+@dataclasses.dataclass
+class _Stage:
+  plan: StagePlan
+  model: nn.Module
+  tx: Any
+  schedule: Any
+  trainable: Any
+  trainable_stats: Any
+  loss_fn: step_lib.LossFn
+
+
+def _make_stage(
+  config: Any, plan: StagePlan, comps: Components, abstract_params: Any, abstract_stats: Any
+) -> _Stage:
+  st = plan.cfg
+  model = comps.build_model(model_kwargs(config, st))
+  accum = int(st.optimizer.grad_accum_steps)
+  schedule = optim.make_schedule(
+    st.schedule, float(st.optimizer.learning_rate), max(plan.num_steps // accum, 1)
+  )
+  trainable = optim.path_mask(abstract_params, st.trainable)
+  if not any(jax.tree.leaves(trainable)):
+    raise ValueError(
+      f"config.stages.{plan.name}.trainable={st.trainable!r} matches no parameter path; "
+      f"example paths: {_example_paths(abstract_params)}"
+    )
+  trainable_stats = optim.path_mask(abstract_stats, st.trainable) if abstract_stats else None
+  tx = optim.make_optimizer(st.optimizer, schedule, trainable)
+  loss_fn = comps.build_loss(st.loss)
+  return _Stage(plan, model, tx, schedule, trainable, trainable_stats, loss_fn)
+
+
+def _example_paths(tree: Any, n: int = 5) -> list[str]:
+  leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return [mesh_lib.path_to_str(p) for p, _ in leaves[:n]]
+
+
+class _StateFactory:
+  """Creates (abstract or concrete) train states with the configured shardings."""
+
+  def __init__(self, config: Any, base_model: nn.Module, mesh: Any):
+    self.config = config
+    self.base_model = base_model
+    self.mesh = mesh
+    self.rules = [tuple(r) for r in config.param_sharding]
+    image, kwargs = _init_inputs(config, base_model)
+    self._image, self._kwargs = image, kwargs
+    variables = jax.eval_shape(self._init_variables, jax.random.PRNGKey(0))
+    self.abstract_params, self.abstract_stats = split_variables(variables)
+
+  def _init_variables(self, rng):
+    init_rng, dropout_rng = jax.random.split(rng)
+    return self.base_model.init(
+      {"params": init_rng, "dropout": dropout_rng}, self._image, **self._kwargs
+    )
+
+  def _state_fn(self, tx):
+    seed = int(self.config.seed)
+
+    def make(params=None, batch_stats=None, step=0):
+      rng = jax.random.PRNGKey(seed)
+      if params is None:
+        params, batch_stats = split_variables(self._init_variables(jax.random.fold_in(rng, 1)))
+      return create_state(params, batch_stats, tx.init(params), jax.random.fold_in(rng, 2), step)
+
+    return make
+
+  def shardings(self, abstract_state: Any) -> Any:
+    specs = mesh_lib.param_partition_specs(abstract_state, self.rules, self.mesh)
+    return mesh_lib.tree_shardings(self.mesh, specs)
+
+  def abstract(self, tx) -> tuple[Any, Any]:
+    """(abstract state with shardings, state shardings) for optimiser ``tx``."""
+    abstract = jax.eval_shape(self._state_fn(tx))
+    shardings = self.shardings(abstract)
+    abstract = jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+    )
+    return abstract, shardings
+
+  def fresh(self, tx) -> tuple[TrainState, Any]:
+    """A newly initialised state (params from the seed) on the mesh."""
+    _, shardings = self.abstract(tx)
+    state = jax.jit(self._state_fn(tx), out_shardings=shardings)()
+    return state, shardings
+
+  def with_new_optimizer(self, state: TrainState, tx) -> tuple[TrainState, Any]:
+    """Keeps params / statistics / step / rng of ``state``, fresh optimiser state for ``tx``."""
+    _, shardings = self.abstract(tx)
+
+    def make(params, batch_stats, step, rng):
+      return create_state(params, batch_stats, tx.init(params), rng, 0).replace(step=step)
+
+    new = jax.jit(make, out_shardings=shardings)(
+      state.params, state.batch_stats, state.step, state.rng
+    )
+    return new, shardings
+
+
+# ----------------------------------------------------------------------------------------------------------
+# evaluation
+
+
+def make_evaluate_fn(
+  model: nn.Module,
+  evaluator: Evaluator,
+  mesh: Any,
+  *,
+  compute_dtype: str = "float32",
+  variables_shardings: Any = None,
+) -> Callable[..., dict[str, float]]:
+  """Compiles the evaluation of ``model`` once; returns ``run(variables, eval_iterator, max_batches=0)``.
+
+  ``run`` feeds every batch of the iterator (per-process padded batches with ``mask``; padding examples
+  count zero times) through the jitted ``evaluator.update`` and returns ``evaluator.finish(acc)``.
+
+  Args:
+    model: linen module (``train=False`` is used).
+    evaluator: accumulators (:class:`Evaluator`).
+    mesh: the mesh (batches split over ``'data'``).
+    compute_dtype: float32 or bfloat16.
+    variables_shardings: shardings of the variables dict (default: replicated).
+  """
+  from semdepth_jax.data.pipeline import make_global_batch
+
+  eval_fn = step_lib.make_eval_step(model, evaluator.update, compute_dtype=compute_dtype)
+  in_vars = variables_shardings if variables_shardings is not None else mesh_lib.replicated(mesh)
+  jitted = jax.jit(
+    eval_fn,
+    in_shardings=(in_vars, mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
+    out_shardings=mesh_lib.replicated(mesh),
+  )
+
+  def run(variables: Any, eval_iterator: Iterator, max_batches: int = 0) -> dict[str, float]:
+    acc = jax.device_put(evaluator.init(), mesh_lib.replicated(mesh))
+    with jax.set_mesh(mesh):
+      for i, batch in enumerate(eval_iterator):
+        if max_batches and i >= max_batches:
+          break
+        acc = jitted(variables, acc, make_global_batch(step_lib.device_batch(batch), mesh))
+    return evaluator.finish(jax.device_get(acc))
+
+  return run
+
+
+def evaluate(
+  model: nn.Module,
+  variables: Any,
+  eval_iterator: Iterator,
+  evaluator: Evaluator,
+  mesh: Any,
+  *,
+  max_batches: int = 0,
+  compute_dtype: str = "float32",
+) -> dict[str, float]:
+  """One-off evaluation (see :func:`make_evaluate_fn`); ``variables`` = ``state.variables()``."""
+  run = make_evaluate_fn(model, evaluator, mesh, compute_dtype=compute_dtype)
+  return run(variables, eval_iterator, max_batches)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the loop
+
+
+def _batch_size_check(plan: StagePlan, mesh: Any) -> None:
+  mesh_lib.check_batch_divisible(
+    int(plan.cfg.batch_size), mesh, what=f"config.stages.{plan.name}.batch_size"
+  )
+
+
+def _prepare_workdir(config: Any, workdir: str) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, "config.json")
+  current = config_utils.to_dict(config)
+  if os.path.exists(path):
+    previous = config_utils.load_json(path)
+    changed = config_utils.diff(previous, current)
+    if changed:
+      _log.warning("config differs from the one in %s: %s", path, ", ".join(changed))
+  if jax.process_index() == 0:
+    config_utils.save_json(config, path)
+
+
+def train(
+  config: ml_collections.ConfigDict,
+  workdir: str | os.PathLike,
+  *,
+  components: Components | None = None,
+  stop_at_step: int | None = None,
+) -> TrainResult:
+  """Trains (or resumes training) according to ``config``, writing everything into ``workdir``.
+
+  Args:
+    config: a validated config (``config_utils.load_config`` or a config file's ``get_config``).
+    workdir: output folder; if it holds checkpoints, training continues from the latest one.
+    components: overrides of the library pieces (tests); default :func:`default_components`.
+    stop_at_step: stop right after this global step without a final save (simulates an interruption;
+      tests and time-boxed runs). None = run all stages.
+
+  Returns:
+    A :class:`TrainResult`.
+
+  Raises:
+    FloatingPointError: loss or gradient norm became NaN/inf (names the step; the last checkpoint predates
+      it and stays intact).
+    FileNotFoundError: the dataset is not built (message includes the ``semdepth data build`` command).
+    checkpoint.CheckpointMismatchError: the workdir's checkpoint does not fit the config (names leaves).
+    ValueError: inconsistent config (batch size vs mesh, stage patterns, ...).
+  """
+  workdir = os.fspath(os.path.abspath(workdir))
+  mesh_lib.maybe_initialize_distributed(bool(config.distributed))
+  comps = components or default_components(config)
+  mesh = mesh_lib.make_mesh(tuple(config.mesh_shape))
+  plans = plan_stages(config, comps.num_train_examples)
+  for plan in plans:
+    if plan.num_steps:
+      _batch_size_check(plan, mesh)
+  if comps.eval_iterator is not None:
+    mesh_lib.check_batch_divisible(int(config.eval.batch_size), mesh, what="config.eval.batch_size")
+  final_step = plans[-1].end
+  _prepare_workdir(config, workdir)
+  is_main = jax.process_index() == 0
+
+  base_model = comps.build_model(model_kwargs(config))
+  factory = _StateFactory(config, base_model, mesh)
+  _log.info("model %s: %d parameters", config.model.name, param_count(factory.abstract_params))
+
+  checkpointer = ckpt_lib.Checkpointer(
+    os.path.join(workdir, "checkpoints"),
+    keep=int(config.checkpoint.keep),
+    async_save=bool(config.checkpoint.async_save),
+  )
+  writer = log_lib.MetricWriter(workdir, enabled=is_main)
+  eval_metrics: dict[str, float] = {}
+  state = None
+  stage = None
+  stopped = False
+  try:
+    # ---- resume or start
+    latest = checkpointer.latest_step()
+    resumed_stage, data_state = None, None
+    if latest is not None:
+      meta = checkpointer.restore_meta(latest)
+      resumed_stage = int(meta["stage_index"])
+      if resumed_stage >= len(plans) or plans[resumed_stage].name != meta.get("stage_name"):
+        raise ckpt_lib.CheckpointMismatchError(
+          f"checkpoint {latest} in {workdir} was saved in stage {meta.get('stage_name')!r} "
+          f"(index {resumed_stage}), which the current config's stage_order "
+          f"{tuple(config.stage_order)} does not have at that index"
+        )
+      stage = _make_stage(
+        config, plans[resumed_stage], comps, factory.abstract_params, factory.abstract_stats
+      )
+      abstract, shardings = factory.abstract(stage.tx)
+      state, meta = checkpointer.restore(latest, abstract)
+      data_state = ckpt_lib.decode_iterator_state(meta.get("data_iterator"))
+      _log.info("resumed from %s step %d (stage %s)", workdir, latest, plans[resumed_stage].name)
+
+    step = int(state.step) if state is not None else 0
+    for plan in plans:
+      if plan.num_steps == 0 or (plan.end <= step and plan.index != resumed_stage):
+        continue
+      if plan.index != resumed_stage:
+        stage = _make_stage(config, plan, comps, factory.abstract_params, factory.abstract_stats)
+        if state is None:
+          state, shardings = factory.fresh(stage.tx)
+        else:
+          state, shardings = factory.with_new_optimizer(state, stage.tx)
+        data_state = None
+      if step >= plan.end:
+        continue
+      state, step, last_eval, stopped = _run_stage(
+        config=config,
+        stage=stage,
+        state=state,
+        shardings=shardings,
+        comps=comps,
+        mesh=mesh,
+        checkpointer=checkpointer,
+        writer=writer,
+        data_state=data_state,
+        stop_at_step=stop_at_step,
+        final_step=final_step,
+        eval_model=base_model,
+      )
+      eval_metrics = last_eval or eval_metrics
+      if stopped:
+        break
+    return TrainResult(state, step, eval_metrics, base_model, workdir, stopped)
+  finally:
+    checkpointer.close()
+    writer.close()
+
+
+def _run_stage(
+  *,
+  config,
+  stage: _Stage,
+  state: TrainState,
+  shardings,
+  comps: Components,
+  mesh,
+  checkpointer: ckpt_lib.Checkpointer,
+  writer: log_lib.MetricWriter,
+  data_state,
+  stop_at_step: int | None,
+  final_step: int,
+  eval_model: nn.Module,
+):
+  from semdepth_jax.data.pipeline import make_global_batch
+
+  plan = stage.plan
+  st = plan.cfg
+  batch_size = int(st.batch_size)
+  step_fn = step_lib.make_train_step(
+    stage.model,
+    stage.loss_fn,
+    stage.tx,
+    trainable=stage.trainable,
+    trainable_stats=stage.trainable_stats,
+    compute_dtype=config.compute_dtype,
+  )
+  jitted = step_lib.jit_train_step(step_fn, mesh, shardings)
+  iterator = comps.train_iterator(batch_size, int(config.seed) + 1000 * plan.index)
+  if data_state is not None:
+    iterator.set_state(data_state)
+  step = int(state.step)
+  accum = int(st.optimizer.grad_accum_steps)
+  every_ckpt = int(config.checkpoint.every_steps)
+  every_log = max(int(config.log_every_steps), 1)
+  every_eval = int(config.eval.every_steps)
+  progress = log_lib.Progress(
+    plan.end - plan.start,
+    step - plan.start,
+    desc=f"{plan.name} ({plan.index + 1})",
+    enabled=bool(config.progress_bar),
+  )
+  sums: dict[str, float] = {}
+  n_sum = 0
+  t_log = time.perf_counter()
+  last_eval: dict[str, float] = {}
+  stopped = False
+
+  def save():
+    # The JSON meta is written by the primary process. Every process reads its own shard but consumes the
+    # same number of batches, so their (position-only) grain iterator states coincide.
+    meta = {
+      "stage_index": plan.index,
+      "stage_name": plan.name,
+      "data_iterator": ckpt_lib.encode_iterator_state(iterator.get_state()),
+      "step": step,
+    }
+    checkpointer.save(step, state, meta)
+
+  eval_runner = None
+
+  def run_eval():
+    nonlocal eval_runner
+    if comps.eval_iterator is None or comps.make_evaluator is None:
+      return {}
+    t0 = time.perf_counter()
+    if eval_runner is None:
+      var_shardings = {"params": shardings.params}
+      if state.batch_stats:
+        var_shardings["batch_stats"] = shardings.batch_stats
+      eval_runner = make_evaluate_fn(
+        eval_model,
+        comps.make_evaluator(eval_model),
+        mesh,
+        compute_dtype=config.compute_dtype,
+        variables_shardings=var_shardings,
+      )
+    metrics = eval_runner(state.variables(), comps.eval_iterator(), int(config.eval.max_batches))
+    metrics = writer.write(step, metrics, split="eval")
+    _log.info("eval at step %d (%.1fs): %s", step, time.perf_counter() - t0, _fmt(metrics))
+    return metrics
+
+  try:
+    with jax.set_mesh(mesh):
+      while step < plan.end:
+        try:
+          host_batch = next(iterator)
+        except StopIteration:
+          raise RuntimeError(
+            f"train iterator of stage {plan.name!r} ended at step {step} before {plan.end}"
+          ) from None
+        batch = make_global_batch(step_lib.device_batch(host_batch), mesh)
+        state, metrics = jitted(state, batch)
+        step += 1
+        metrics = jax.device_get(metrics)
+        log_lib.check_finite(step, metrics)
+        for k, v in log_lib.scalars(metrics).items():
+          sums[k] = sums.get(k, 0.0) + v
+        n_sum += 1
+        log_now = step % every_log == 0 or step == plan.end
+        progress.update(1, batch_size, float(metrics["loss"]) if log_now else None)
+        if log_now:
+          now = time.perf_counter()
+          record = {k: v / n_sum for k, v in sums.items() if k != "finite"}
+          record["learning_rate"] = float(
+            optim.current_learning_rate(stage.schedule, step - 1 - plan.start, accum)
+          )
+          record["examples_per_s"] = n_sum * batch_size / max(now - t_log, 1e-9)
+          record["stage"] = plan.index
+          writer.write(step, record, split="train")
+          sums, n_sum, t_log = {}, 0, now
+        if every_ckpt and step % every_ckpt == 0 and step != plan.end:
+          save()  # The stage-end save below (after any BN recalibration) covers step == end.
+        if every_eval and step % every_eval == 0 and step != plan.end:
+          last_eval = run_eval()
+        if stop_at_step is not None and step >= stop_at_step and step < final_step:
+          stopped = True
+          break
+      if not stopped:
+        n_recal = int(st.recalibrate_bn_batches)
+        if n_recal > 0 and state.batch_stats:
+          state = _recalibrate_batch_stats(
+            config,
+            stage,
+            state,
+            shardings,
+            comps,
+            mesh,
+            n_recal,
+            int(config.seed) + 1000 * plan.index + 777,
+          )
+        save()
+        if config.eval.at_stage_end or step == final_step:
+          last_eval = run_eval()
+  finally:
+    progress.close()
+    close = getattr(iterator, "close", None)
+    if callable(close):
+      close()
+  return state, step, last_eval, stopped
+
+
+def _recalibrate_batch_stats(config, stage, state, shardings, comps, mesh, num_batches, seed):
+  """Replaces the trainable BatchNorm statistics by their mean over ``num_batches`` fresh batches.
+
+  See ``step.make_batch_stats_probe``; frozen modules keep their statistics.
+  """
+  from semdepth_jax.data.pipeline import make_global_batch
+
+  probe = step_lib.make_batch_stats_probe(stage.model, compute_dtype=config.compute_dtype)
+  var_shardings = {"params": shardings.params, "batch_stats": shardings.batch_stats}
+  jitted = jax.jit(
+    probe,
+    in_shardings=(var_shardings, mesh_lib.batch_sharding(mesh), mesh_lib.replicated(mesh)),
+    out_shardings=shardings.batch_stats,
+  )
+  iterator = comps.train_iterator(int(stage.plan.cfg.batch_size), seed)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  total = None
+  t0 = time.perf_counter()
+  with jax.set_mesh(mesh):
+    for i in range(num_batches):
+      batch = make_global_batch(step_lib.device_batch(next(iterator)), mesh)
+      rng = jax.random.fold_in(jax.random.PRNGKey(seed), i)
+      stats = jitted(variables, batch, rng)
+      total = stats if total is None else jax.tree.map(jnp.add, total, stats)
+  mean = jax.tree.map(lambda x: x / num_batches, total)
+  mask = stage.trainable_stats
+  if mask is not None:
+    mean = jax.tree.map(lambda new, old, t: new if t else old, mean, state.batch_stats, mask)
+  close = getattr(iterator, "close", None)
+  if callable(close):
+    close()
+  _log.info(
+    "recomputed BatchNorm statistics of stage %s over %d batches (%.1fs)",
+    stage.plan.name,
+    num_batches,
+    time.perf_counter() - t0,
+  )
+  return state.replace(batch_stats=mean)
+
+
+def _fmt(metrics: Mapping[str, float]) -> str:
+  return ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()) if np.isscalar(v))

@@ -1,0 +1,435 @@
+"""Pure train and evaluation steps, and their ``jax.jit`` wrappers with explicit shardings.
+
+The train step is ``(state, batch) -> (state, metrics)``: forward with dropout RNG ``fold_in(rng, step)``,
+loss from the losses library, gradients, optimiser update, BatchNorm statistics update (frozen modules keep
+theirs), global gradient norm and a finite flag. Optional bfloat16 compute keeps float32 master parameters:
+parameters and image are cast for the forward pass only, outputs are cast back to float32 before the loss.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+
+from semdepth_jax.train.mesh import batch_sharding, replicated
+from semdepth_jax.train.state import TrainState
+
+LossFn = Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[jax.Array, Mapping[str, jax.Array]]]
+
+BATCH_ARRAY_KEYS = (
+  "image",
+  "depth",
+  "segmentation",
+  "has_depth",
+  "has_segmentation",
+  "mask",
+  "intrinsics",
+)
+"""Batch fields that go to the device (strings such as ``file_name`` stay on the host)."""
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def device_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
+  """Keeps the numeric batch fields that the steps read (see :data:`BATCH_ARRAY_KEYS`)."""
+  return {k: batch[k] for k in BATCH_ARRAY_KEYS if k in batch}
+
+
+def accepts_labels(model: nn.Module) -> bool:
+  """Whether ``model.__call__`` takes a ``labels`` argument (models that build OHESS planes from GT)."""
+  try:
+    return "labels" in inspect.signature(type(model).__call__).parameters
+  except (TypeError, ValueError):
+    return False
+
+
+def _cast_floating(tree: Any, dtype: Any) -> Any:
+  return jax.tree.map(
+    lambda x: x.astype(dtype) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x, tree
+  )
+
+
+def apply_model(
+  model: nn.Module,
+  variables: Mapping[str, Any],
+  batch: Mapping[str, Any],
+  *,
+  train: bool,
+  rng: jax.Array | None = None,
+  compute_dtype: Any = jnp.float32,
+  pass_labels: bool | None = None,
+) -> tuple[dict[str, Any], Any]:
+  """Runs the model on ``batch['image']``; returns ``(outputs, new_batch_stats or None)``.
+
+  Args:
+    model: a linen module following the models API (conventions.md, "Models").
+    variables: ``{'params': ..., 'batch_stats': ...}`` (batch_stats optional).
+    batch: must hold ``image`` float32 (B, H, W, 3) in [0, 1]; ``segmentation`` int32 (B, H, W) is passed
+      as ``labels`` to models whose ``__call__`` accepts it.
+    train: training mode (dropout on, BatchNorm batch statistics, statistics updated).
+    rng: dropout key (train mode).
+    compute_dtype: float32 or bfloat16; parameters and image are cast to it, outputs back to float32.
+    pass_labels: override the ``labels`` detection.
+
+  Returns:
+    ``(outputs, batch_stats)``: outputs dict with float32 arrays; the updated statistics in train mode
+    when the model has BatchNorm, else None.
+  """
+  if pass_labels is None:
+    pass_labels = accepts_labels(model)
+  image = batch["image"]
+  if compute_dtype != jnp.float32:
+    variables = dict(variables)
+    variables["params"] = _cast_floating(variables["params"], compute_dtype)
+    image = image.astype(compute_dtype)
+  kwargs: dict[str, Any] = {"train": train}
+  if pass_labels and "segmentation" in batch:
+    kwargs["labels"] = batch["segmentation"]
+  has_stats = bool(variables.get("batch_stats"))
+  if train and has_stats:
+    outputs, mutated = model.apply(
+      variables, image, mutable=["batch_stats"], rngs={"dropout": rng}, **kwargs
+    )
+    new_stats = mutated["batch_stats"]
+  else:
+    outputs = model.apply(variables, image, rngs={"dropout": rng} if train else None, **kwargs)
+    new_stats = None
+  outputs = _cast_floating(outputs, jnp.float32)
+  return outputs, new_stats
+
+
+def make_train_step(
+  model: nn.Module,
+  loss_fn: LossFn,
+  tx: optax.GradientTransformation,
+  *,
+  trainable: Any | None = None,
+  trainable_stats: Any | None = None,
+  compute_dtype: str = "float32",
+  pass_labels: bool | None = None,
+) -> Callable[[TrainState, Mapping[str, Any]], tuple[TrainState, dict[str, jax.Array]]]:
+  """Builds the pure train step ``(state, batch) -> (new_state, metrics)``.
+
+  Args:
+    model: linen module (the current stage's configuration).
+    loss_fn: ``loss_fn(outputs, batch) -> (total, aux)``, float32 scalar total (losses library).
+    tx: optimiser from :func:`semdepth_jax.train.optim.make_optimizer` (freezing included).
+    trainable: boolean pytree like params; frozen leaves are excluded from the gradient norm.
+    trainable_stats: boolean pytree like batch_stats; False leaves keep their old statistics (frozen
+      modules), True leaves take the train-mode update.
+    compute_dtype: ``'float32'`` or ``'bfloat16'`` (mixed precision with float32 master parameters).
+    pass_labels: pass ``batch['segmentation']`` as ``labels`` (default: detected from the signature).
+
+  Returns:
+    The step function. ``metrics`` holds float32 scalars ``loss``, the loss's aux terms, ``grad_norm``
+    (global L2 norm of the trainable gradients) and bool ``finite`` (loss and grad norm finite). When not
+    finite, the returned state equals the input state except for ``step`` (so the state in memory stays
+    usable); the loop raises.
+
+  Raises:
+    ValueError: unknown ``compute_dtype``.
+  """
+  if compute_dtype not in COMPUTE_DTYPES:
+    raise ValueError(f"compute_dtype must be one of {tuple(COMPUTE_DTYPES)}, got {compute_dtype!r}")
+  dtype = COMPUTE_DTYPES[compute_dtype]
+  if pass_labels is None:
+    pass_labels = accepts_labels(model)
+
+  def step_fn(state: TrainState, batch: Mapping[str, Any]):
+    rng = jax.random.fold_in(state.rng, state.step)
+
+    def loss_of(params):
+      variables = {"params": params}
+      if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+      outputs, new_stats = apply_model(
+        model,
+        variables,
+        batch,
+        train=True,
+        rng=rng,
+        compute_dtype=dtype,
+        pass_labels=pass_labels,
+      )
+      total, aux = loss_fn(outputs, batch)
+      return jnp.asarray(total, jnp.float32), (dict(aux), new_stats)
+
+    (loss, (aux, new_stats)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+    norm_grads = grads
+    if trainable is not None:
+      norm_grads = jax.tree.map(lambda g, t: g if t else jnp.zeros_like(g), grads, trainable)
+    grad_norm = optax.tree.norm(norm_grads)
+    updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    if new_stats is None:
+      new_stats = state.batch_stats
+    elif trainable_stats is not None:
+      new_stats = jax.tree.map(
+        lambda new, old, t: new if t else old, new_stats, state.batch_stats, trainable_stats
+      )
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+
+    def keep_if_finite(new, old):
+      return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+    new_state = state.replace(
+      step=state.step + 1,
+      params=keep_if_finite(new_params, state.params),
+      batch_stats=keep_if_finite(new_stats, state.batch_stats),
+      opt_state=keep_if_finite(new_opt_state, state.opt_state),
+    )
+    metrics = {"loss": loss, "grad_norm": grad_norm, "finite": finite}
+    for k, v in aux.items():
+      if k not in metrics:
+        metrics[k] = jnp.asarray(v, jnp.float32)
+    return new_state, metrics
+
+  return step_fn
+
+
+def jit_train_step(
+  step_fn: Callable, mesh: Mesh, state_shardings: Any, *, donate: bool = True
+) -> Callable[[TrainState, Mapping[str, Any]], tuple[TrainState, dict[str, jax.Array]]]:
+  """``jax.jit`` of a train step: state in/out with ``state_shardings``, batch split over ``'data'``.
+
+  Args:
+    step_fn: from :func:`make_train_step`.
+    mesh: the training mesh.
+    state_shardings: pytree of ``NamedSharding`` matching the state.
+    donate: donate the input state's buffers (the caller must not reuse the old state).
+  """
+  return jax.jit(
+    step_fn,
+    in_shardings=(state_shardings, batch_sharding(mesh)),
+    out_shardings=(state_shardings, replicated(mesh)),
+    donate_argnums=(0,) if donate else (),
+  )
+
+
+def make_eval_step(
+  model: nn.Module,
+  update_fn: Callable[[Any, Mapping[str, Any], Mapping[str, Any]], Any],
+  *,
+  compute_dtype: str = "float32",
+  pass_labels: bool | None = None,
+) -> Callable[[Mapping[str, Any], Any, Mapping[str, Any]], Any]:
+  """Builds the pure eval step ``(variables, acc, batch) -> acc``.
+
+  Args:
+    model: linen module (evaluation configuration; ``train=False``).
+    update_fn: ``update_fn(acc, outputs, batch) -> acc``: adds the batch's sums to the streaming metric
+      accumulators; must respect ``batch['mask']`` (padding examples count zero times).
+    compute_dtype: as in :func:`make_train_step`.
+    pass_labels: pass ground-truth labels to the model (default: detected).
+  """
+  dtype = COMPUTE_DTYPES[compute_dtype]
+
+  def eval_fn(variables, acc, batch):
+    outputs, _ = apply_model(
+      model, variables, batch, train=False, compute_dtype=dtype, pass_labels=pass_labels
+    )
+    return update_fn(acc, outputs, batch)
+
+  return eval_fn
+
+
+def jit_eval_step(eval_fn: Callable, mesh: Mesh, variables_shardings: Any) -> Callable:
+  """``jax.jit`` of an eval step; accumulators replicated, batch split over ``'data'``."""
+  return jax.jit(
+    eval_fn,
+    in_shardings=(variables_shardings, replicated(mesh), batch_sharding(mesh)),
+    out_shardings=replicated(mesh),
+    donate_argnums=(1,),
+  )
+
+
+def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
+  """Places a single-process numpy batch on the mesh (leading axis over ``'data'``).
+
+  Multi-process runs use the pipeline's ``make_global_batch`` instead, which assembles per-process shards
+  into global arrays.
+  """
+  sharding: NamedSharding = batch_sharding(mesh)
+  return {k: jax.device_put(v, sharding) for k, v in device_batch(batch).items()}
+
+
+def resize_nearest_to(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+  """Nearest resize of axes 1, 2 with source index ``floor((i + 0.5) * in / out)`` (metrics convention)."""
+  h, w = x.shape[1], x.shape[2]
+  H, W = int(size[0]), int(size[1])
+  if (h, w) == (H, W):
+    return x
+  rows = jnp.minimum(((jnp.arange(H) + 0.5) * h / H).astype(jnp.int32), h - 1)
+  cols = jnp.minimum(((jnp.arange(W) + 0.5) * w / W).astype(jnp.int32), w - 1)
+  return x[:, rows][:, :, cols]
+
+
+def resize_bilinear_to(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+  """Bilinear resize of (B, h, w) to (B, H, W), half-pixel centres, no antialiasing (cv2 convention)."""
+  if tuple(x.shape[1:3]) == tuple(size):
+    return x
+  return jax.image.resize(
+    x.astype(jnp.float32), (x.shape[0], int(size[0]), int(size[1])), "linear", antialias=False
+  )
+
+
+class StreamingEvaluator:
+  """Streaming depth + segmentation metrics for the train loop (``semdepth_jax.metrics`` accumulators).
+
+  Depth: the model's ``depth`` (B, h, w, 1) is converted to metres (paper 000's inverted normalised output
+  via ``depth_bins.from_inverted_normalised`` with ``depth_norm``), bilinearly resized to the ground-truth
+  size and accumulated with ``metrics.DepthAccumulator`` (the dataset's ``min_depth``/``max_depth``/
+  ``eval_crop``; per-image averages, model_spec §8.1). Segmentation: argmax of ``seg_logits``, nearest
+  resize, ``metrics.SegAccumulator`` confusion matrix (§8.3). Padding examples (``mask`` False) and examples
+  without depth / labels (``has_depth`` / ``has_segmentation`` False) count zero times. Heads the model does
+  not output are skipped.
+
+  Args:
+    num_classes: segmentation classes.
+    ignore_index: label ignore value.
+    min_depth: metres, exclusive lower validity bound.
+    max_depth: metres, exclusive upper bound (and prediction clamp), or None.
+    crop: crop preset name of ``semdepth_jax.metrics`` or None.
+    depth_output: ``'metres'`` or ``'inverted_normalised'``.
+    depth_norm: metres, saturation distance of the inverted normalised output (required for it).
+
+  Raises:
+    ValueError: ``inverted_normalised`` without ``depth_norm``.
+  """
+
+  def __init__(
+    self,
+    *,
+    num_classes: int,
+    ignore_index: int = 255,
+    min_depth: float = 1e-3,
+    max_depth: float | None = None,
+    crop: Any = None,
+    depth_output: str = "metres",
+    depth_norm: float | None = None,
+  ):
+    from semdepth_jax import metrics
+
+    if depth_output == "inverted_normalised" and not depth_norm:
+      raise ValueError(
+        "StreamingEvaluator: a model with depth_output='inverted_normalised' needs depth_norm (metres); "
+        "set it in the loss term (target='inverted_normalised', depth_norm=...)"
+      )
+    self.depth_output = depth_output
+    self.depth_norm = depth_norm
+    self.depth_acc = metrics.DepthAccumulator(min_depth=min_depth, max_depth=max_depth, crop=crop)
+    self.seg_acc = metrics.SegAccumulator(num_classes=num_classes, ignore_index=ignore_index)
+    self._depth_keys = metrics.DEPTH_METRIC_KEYS
+    self._seg_keys = metrics.SEG_METRIC_KEYS
+
+  def init(self) -> dict[str, Any]:
+    """Zero accumulators ``{'depth': DepthStats, 'seg': SegStats}``."""
+    return {"depth": self.depth_acc.init(), "seg": self.seg_acc.init()}
+
+  def depth_in_metres(self, depth: jax.Array) -> jax.Array:
+    """(B, h, w[, 1]) model depth -> (B, h, w) metres."""
+    from semdepth_jax import depth_bins
+
+    if depth.ndim == 4:
+      depth = depth[..., 0]
+    if self.depth_output == "inverted_normalised":
+      return depth_bins.from_inverted_normalised(depth, self.depth_norm)
+    return depth.astype(jnp.float32)
+
+  def update(self, acc: Any, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> Any:
+    """Adds one batch (jittable)."""
+    mask = batch.get("mask")
+    if mask is None:
+      mask = jnp.ones(batch["image"].shape[:1], bool)
+    acc = dict(acc)
+    if "depth" in outputs:
+      gt = batch["depth"]
+      pred = resize_bilinear_to(self.depth_in_metres(outputs["depth"]), gt.shape[1:3])
+      m = mask & batch.get("has_depth", jnp.ones_like(mask))
+      acc["depth"] = self.depth_acc.update(acc["depth"], pred, gt, m)
+    if "seg_logits" in outputs:
+      gt = batch["segmentation"]
+      labels = jnp.argmax(outputs["seg_logits"], axis=-1).astype(jnp.int32)
+      labels = resize_nearest_to(labels, gt.shape[1:3])
+      m = mask & batch.get("has_segmentation", jnp.ones_like(mask))
+      acc["seg"] = self.seg_acc.update(acc["seg"], labels, gt, m)
+    return acc
+
+  def finish(self, acc: Any) -> dict[str, float]:
+    """Final metrics (host side).
+
+    Returns:
+      ``metrics.DEPTH_METRIC_KEYS`` and ``pixel_acc``, ``mean_class_acc``, ``miou``, ``fw_iou``; the keys
+      of a head with nothing accumulated are left out.
+    """
+    out: dict[str, float] = {}
+    if int(self.depth_acc.counts(acc["depth"])["num_images"]) > 0:
+      d = self.depth_acc.finish(acc["depth"])
+      out.update({k: d[k] for k in self._depth_keys})
+    if int(np.asarray(acc["seg"].num_examples)) > 0:
+      confusion = np.asarray(jax.device_get(acc["seg"].confusion["lo"]))
+      if confusion.sum() > 0 or int(np.asarray(acc["seg"].confusion["hi"]).sum()) > 0:
+        s = self.seg_acc.finish(acc["seg"])
+        out.update({k: float(s[k]) for k in self._seg_keys})
+    return out
+
+  @classmethod
+  def for_model(
+    cls, model: nn.Module, meta: Any, *, num_classes: int, depth_norm: float | None = None
+  ) -> StreamingEvaluator:
+    """An evaluator for ``model`` on a dataset described by ``meta`` (``semdepth_jax.data.meta``)."""
+    return cls(
+      num_classes=num_classes,
+      ignore_index=meta.ignore_index,
+      min_depth=meta.min_depth,
+      max_depth=meta.max_depth,
+      crop=meta.eval_crop,
+      depth_output=getattr(model, "depth_output", "metres"),
+      depth_norm=depth_norm,
+    )
+
+
+def make_batch_stats_probe(
+  model: nn.Module, *, compute_dtype: str = "float32", pass_labels: bool | None = None
+) -> Callable[[Mapping[str, Any], Mapping[str, Any], jax.Array], Any]:
+  """Builds ``probe(variables, batch, rng) -> per-batch BatchNorm statistics`` (pure, jittable).
+
+  Flax's ``BatchNorm`` updates ``ra = m * ra + (1 - m) * batch_stat`` in train mode. Running the model
+  twice in train mode with the running statistics set to 0 and to 1 gives ``s0 = (1 - m) * b`` and
+  ``s1 = m + (1 - m) * b``, hence ``m = s1 - s0`` and the batch's own statistic ``b = s0 / (1 - m)``, for
+  every BatchNorm layer and whatever its momentum. Layers that did not run (``s1 - s0 = 1``) return their
+  current value. Used by :func:`semdepth_jax.train.loop` to recompute population statistics after short
+  training runs ("precise BN", Wu & Johnson 2021): with Keras' momentum 0.99 (paper 000) the running
+  averages of a few hundred steps still remember the initial (0, 1) values.
+  """
+  dtype = COMPUTE_DTYPES[compute_dtype]
+  if pass_labels is None:
+    pass_labels = accepts_labels(model)
+
+  def probe(variables, batch, rng):
+    stats = variables["batch_stats"]
+    outs = []
+    for fill in (0.0, 1.0):
+      v = dict(variables)
+      v["batch_stats"] = jax.tree.map(lambda x, f=fill: jnp.full_like(x, f), stats)
+      _, new = apply_model(
+        model, v, batch, train=True, rng=rng, compute_dtype=dtype, pass_labels=pass_labels
+      )
+      outs.append(new)
+
+    def solve(s0, s1, cur):
+      keep = 1.0 - (s1 - s0)
+      ok = keep > 1e-6
+      return jnp.where(ok, s0 / jnp.where(ok, keep, 1.0), cur)
+
+    return jax.tree.map(solve, outs[0], outs[1], stats)
+
+  return probe
