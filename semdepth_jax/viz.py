@@ -1,4 +1,7 @@
-"""Visualisation: colourised depth and labels, legends, and example grids (PNG via matplotlib Agg).
+"""Visualisation: colourised depth and labels, overlays, colour bars, legends, figures, image summaries.
+
+Figures are PNGs via matplotlib Agg (example grids for ``semdepth data show``, prediction figures for
+``semdepth predict``); TensorBoard image summaries go through ``tensorboardX``.
 
 Colourisation functions are plain numpy (usable for TensorBoard image summaries and overlays); figure
 functions build ``matplotlib.figure.Figure`` objects directly with the Agg canvas, never through
@@ -214,6 +217,7 @@ def example_grid(
   ignore_index: int = IGNORE_INDEX,
   cmap: str = DEFAULT_DEPTH_CMAP,
   titles: Sequence[str] | None = None,
+  column_titles: Sequence[str] | None = None,
   dpi: int = 100,
 ):
   """One row per example: RGB | colourised depth + colour bar in metres | labels + legend.
@@ -232,6 +236,8 @@ def example_grid(
     ignore_index: label id drawn black and left out of legends.
     cmap: depth colour map.
     titles: per-row titles (default: ``file_name``).
+    column_titles: titles of the RGB, depth and label columns (default: "RGB", "depth (fixed a-b m,
+      black = invalid)", "labels (black = ignore)").
     dpi: figure resolution.
 
   Returns:
@@ -267,6 +273,12 @@ def example_grid(
     bottom=0.02 / n, wspace=0.04, hspace=0.18,
   )  # fmt: skip
   vmin, vmax = depth_range
+  if column_titles is None:
+    column_titles = (
+      "RGB",
+      f"depth (fixed {vmin:g}-{vmax:g} m, black = invalid)",
+      "labels (black = ignore)",
+    )
   for r, ex in enumerate(examples):
     title = titles[r] if titles is not None else _name(ex)
     ax = fig.add_subplot(grid[r, 0])
@@ -275,7 +287,7 @@ def example_grid(
     ax.set_yticks([])
     ax.set_ylabel(title, fontsize=7)
     if r == 0:
-      ax.set_title("RGB", fontsize=8)
+      ax.set_title(column_titles[0], fontsize=8)
 
     ax = fig.add_subplot(grid[r, 1])
     if bool(ex.get("has_depth", True)) and "depth" in ex:
@@ -286,7 +298,7 @@ def example_grid(
     else:
       _text_panel(ax, "no depth", np.shape(ex["image"]))
     if r == 0:
-      ax.set_title(f"depth (fixed {vmin:g}-{vmax:g} m, black = invalid)", fontsize=8)
+      ax.set_title(column_titles[1], fontsize=8)
 
     ax = fig.add_subplot(grid[r, 4])
     leg_ax = fig.add_subplot(grid[r, 5])
@@ -316,7 +328,7 @@ def example_grid(
     else:
       _text_panel(ax, "no labels", np.shape(ex["image"]))
     if r == 0:
-      ax.set_title("labels (black = ignore)", fontsize=8)
+      ax.set_title(column_titles[2], fontsize=8)
   return fig
 
 
@@ -333,6 +345,234 @@ def dataset_grid(
     dpi=dpi,
     **kwargs,
   )
+
+
+def dataset_legend(meta: DatasetMeta, class_ids: Sequence[int] | None = None) -> list:
+  """Legend handles (``legend_handles``) of ``meta``'s classes ``class_ids`` (default: all classes)."""
+  ids = range(meta.num_classes) if class_ids is None else class_ids
+  return legend_handles(list(ids), meta.class_names, meta.class_colors)
+
+
+def overlay_labels(
+  image: np.ndarray,
+  labels: np.ndarray,
+  colors: Sequence[Sequence[int]],
+  *,
+  alpha: float = 0.5,
+  ignore_index: int = IGNORE_INDEX,
+) -> np.ndarray:
+  """Blends class colours over an RGB image: ``(1 - alpha) * rgb + alpha * colour``, rounded.
+
+  Args:
+    image: (H, W, 3) uint8, or float in [0, 1].
+    labels: (H, W) or (H, W, 1) class ids; ``ignore_index`` pixels keep the image unchanged.
+    colors: RGB per class id (``DatasetMeta.class_colors``).
+    alpha: colour weight in [0, 1].
+    ignore_index: id left uncoloured.
+
+  Returns:
+    uint8 (H, W, 3).
+
+  Raises:
+    ValueError: ids outside the palette (see ``colourise_labels``), or sizes that differ.
+  """
+  img = _as_uint8_rgb(image)
+  lab = np.asarray(labels)
+  if lab.ndim == 3 and lab.shape[-1] == 1:
+    lab = lab[..., 0]
+  if lab.shape != img.shape[:2]:
+    raise ValueError(f"labels {lab.shape} and image {img.shape[:2]} must have the same (H, W)")
+  col = colourise_labels(lab, colors, ignore_index).astype(np.float32)
+  blend = (1.0 - alpha) * img.astype(np.float32) + alpha * col
+  out = np.where((lab == ignore_index)[..., None], img.astype(np.float32), blend)
+  return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def depth_colorbar_image(
+  depth_m: np.ndarray,
+  vmin: float,
+  vmax: float,
+  cmap: str = DEFAULT_DEPTH_CMAP,
+  *,
+  min_height: int = 160,
+  dpi: int = 100,
+) -> np.ndarray:
+  """Colourised depth with a vertical colour bar in metres on its right (one uint8 image).
+
+  The depth is drawn with ``colourise_depth`` at the fixed range (invalid pixels black). Images lower than
+  ``min_height`` pixels are enlarged by the smallest integer factor ``k`` that reaches it (nearest
+  neighbour: every depth pixel becomes a k x k block) so the bar's labels stay legible; larger images are
+  kept at 1:1.
+
+  Args:
+    depth_m: (H, W) depth in metres.
+    vmin: near end of the fixed range, metres.
+    vmax: far end, metres (> vmin).
+    cmap: colour map.
+    min_height: see above.
+    dpi: resolution of the bar's text for images up to 300 px tall; taller images scale it with their
+      height.
+
+  Returns:
+    uint8 (k H, k W + bar width, 3); the left (k H, k W) block is the colourised depth.
+  """
+  rgb = colourise_depth(depth_m, vmin, vmax, cmap)
+  k = max(1, math.ceil(min_height / rgb.shape[0]))
+  if k > 1:
+    rgb = np.repeat(np.repeat(rgb, k, axis=0), k, axis=1)
+  H = rgb.shape[0]
+  # Text grows with tall images (dpi proportional to the height beyond 300 px), so the bar stays in scale.
+  dpi = dpi * max(1.0, H / 300.0)
+  bar_w = int(round(0.72 * dpi))
+  fig = new_figure(bar_w / dpi, H / dpi, dpi=dpi)
+  margin = min(0.1, 0.1 * dpi / H)  # room for half a tick label above and below the bar
+  depth_colorbar(fig, fig.add_axes((0.06, margin, 0.2, 1.0 - 2 * margin)), vmin, vmax, cmap)
+  fig.canvas.draw()
+  bar = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+  fig.clear()
+  return np.concatenate([rgb, bar[:H]], axis=1)
+
+
+def prediction_figure(
+  image: np.ndarray,
+  meta: DatasetMeta,
+  *,
+  depth: np.ndarray | None = None,
+  labels: np.ndarray | None = None,
+  title: str = "",
+  dpi: int = 100,
+):
+  """Side-by-side figure of one prediction: RGB | depth + colour bar | labels + legend.
+
+  ``example_grid`` with one row, the palette, class names and fixed depth range of ``meta``; a missing
+  head (``None``) shows a grey "no depth" / "no labels" panel.
+
+  Args:
+    image: (H, W, 3) uint8 or float in [0, 1].
+    meta: dataset meta info.
+    depth: (H, W) predicted depth in metres, or None.
+    labels: (H, W) predicted class ids, or None.
+    title: row title (e.g. the file stem).
+    dpi: figure resolution (the row is ``ROW_HEIGHT_IN`` inches tall).
+
+  Returns:
+    ``matplotlib.figure.Figure`` (save with ``save_figure``).
+  """
+  ex: dict[str, Any] = {"image": image, "has_depth": depth is not None}
+  ex["has_segmentation"] = labels is not None
+  if depth is not None:
+    ex["depth"] = depth
+  if labels is not None:
+    ex["segmentation"] = labels
+  vmin, vmax = meta.depth_vis_range
+  return dataset_grid(
+    [ex],
+    meta,
+    dpi=dpi,
+    titles=[title],
+    column_titles=("input", f"predicted depth (fixed {vmin:g}-{vmax:g} m)", "predicted labels"),
+  )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# TensorBoard image summaries.
+
+SUMMARY_GAP = 2
+"""White pixels between the panels of a summary image."""
+
+
+def _to_numpy(x) -> np.ndarray:
+  import jax
+
+  return np.asarray(jax.device_get(x))
+
+
+def summary_images(
+  batch: Mapping[str, Any],
+  outputs: Mapping[str, Any],
+  meta: DatasetMeta,
+  *,
+  depth_output: str = "metres",
+  depth_norm: float | None = None,
+  max_images: int = 3,
+  cmap: str = DEFAULT_DEPTH_CMAP,
+) -> dict[str, np.ndarray]:
+  """Images for TensorBoard: per example, RGB | GT depth | predicted depth | GT labels | predicted labels.
+
+  Predictions are brought to the batch's image size (depth bilinear, labels = argmax of ``seg_logits``,
+  nearest) and depth is drawn with ``meta.depth_vis_range`` (fixed, so colours compare across steps).
+  Panels of heads the model lacks (or examples without depth / labels) are left out or grey.
+
+  Args:
+    batch: batch dict (numpy or jax): ``image`` (B, H, W, 3) in [0, 1], optional ``depth`` (B, H, W)
+      metres, ``segmentation`` (B, H, W), ``has_depth``, ``has_segmentation``, ``mask`` (False rows are
+      skipped).
+    outputs: model outputs: ``depth`` (B, h, w, 1) and/or ``seg_logits`` (B, h, w, C).
+    meta: dataset meta info (palette, ignore index, depth range).
+    depth_output: ``'metres'`` or ``'inverted_normalised'`` (paper 000; converted with ``depth_norm``).
+    depth_norm: metres, for ``inverted_normalised``.
+    max_images: at most this many examples.
+    cmap: depth colour map.
+
+  Returns:
+    ``{"examples/<i>": uint8 (H, W_total, 3)}`` for ``add_image(..., dataformats="HWC")``.
+  """
+  from semdepth_jax import depth_bins, metrics
+
+  image = _to_numpy(batch["image"])
+  B, H, W = image.shape[:3]
+  mask = _to_numpy(batch["mask"]) if "mask" in batch else np.ones(B, bool)
+  has_d = _to_numpy(batch["has_depth"]) if "has_depth" in batch else np.ones(B, bool)
+  has_s = _to_numpy(batch["has_segmentation"]) if "has_segmentation" in batch else np.ones(B, bool)
+  pred_d = pred_l = None
+  if "depth" in outputs:
+    d = _to_numpy(outputs["depth"]).astype(np.float32)
+    d = d[..., 0] if d.ndim == 4 else d
+    if depth_output == "inverted_normalised":
+      d = np.asarray(depth_bins.from_inverted_normalised(d, depth_norm))
+    pred_d = metrics.resize_prediction(d, (H, W), method="bilinear")
+  if "seg_logits" in outputs:
+    lab = np.argmax(_to_numpy(outputs["seg_logits"]), axis=-1)
+    pred_l = metrics.resize_prediction(lab, (H, W), method="nearest")
+  vmin, vmax = meta.depth_vis_range
+  grey = np.full((H, W, 3), 128, np.uint8)
+  gap = np.full((H, SUMMARY_GAP, 3), 255, np.uint8)
+  out = {}
+  for i in [i for i in range(B) if mask[i]][:max_images]:
+    panels = [_as_uint8_rgb(image[i])]
+    if "depth" in batch:
+      gt = _to_numpy(batch["depth"][i])
+      panels.append(colourise_depth(gt, vmin, vmax, cmap) if has_d[i] else grey)
+    if pred_d is not None:
+      panels.append(colourise_depth(pred_d[i], vmin, vmax, cmap))
+    if "segmentation" in batch:
+      gt = _to_numpy(batch["segmentation"][i])
+      ok = has_s[i]
+      panels.append(colourise_labels(gt, meta.class_colors, meta.ignore_index) if ok else grey)
+    if pred_l is not None:
+      panels.append(colourise_labels(pred_l[i], meta.class_colors, meta.ignore_index))
+    row = []
+    for p in panels:
+      row += [p, gap]
+    out[f"examples/{i}"] = np.concatenate(row[:-1], axis=1)
+  return out
+
+
+def write_image_summaries(
+  writer, step: int, images: Mapping[str, np.ndarray], prefix: str = ""
+) -> None:
+  """Writes ``images`` (from ``summary_images``) with ``writer.add_image(tag, img, step, dataformats='HWC')``.
+
+  Args:
+    writer: a ``tensorboardX.SummaryWriter`` (or anything with that ``add_image``); None = no-op.
+    step: global step.
+    images: tag -> uint8 (H, W, 3).
+    prefix: prepended to every tag (e.g. ``"eval/"``).
+  """
+  if writer is None:
+    return
+  for tag, img in images.items():
+    writer.add_image(prefix + tag, np.asarray(img, np.uint8), int(step), dataformats="HWC")
 
 
 def _name(example: Mapping[str, Any]) -> str:

@@ -84,3 +84,94 @@ def test_example_grid_png_size(tmp_path, n):
   assert width > 3 * viz.ROW_HEIGHT_IN * 40 / 24 * 50  # three panels of the images' aspect
   with pytest.raises(ValueError, match="at least one"):
     viz.dataset_grid([], meta)
+
+
+def test_overlay_labels_by_hand():
+  img = np.full((2, 3, 3), 100, np.uint8)
+  labels = np.asarray([[0, 1, 255], [1, 0, 0]])
+  colors = [(0, 0, 0), (200, 100, 50)]
+  ov = viz.overlay_labels(img, labels, colors, alpha=0.5)
+  np.testing.assert_array_equal(ov[0, 0], [50, 50, 50])
+  np.testing.assert_array_equal(ov[0, 1], [150, 100, 75])
+  np.testing.assert_array_equal(ov[0, 2], [100, 100, 100])  # ignored: the image is kept
+  ov = viz.overlay_labels(img.astype(np.float32) / 255.0, labels, colors, alpha=1.0)
+  np.testing.assert_array_equal(ov[1, 0], [200, 100, 50])
+  with pytest.raises(ValueError, match="same"):
+    viz.overlay_labels(img, labels[:, :2], colors)
+
+
+@pytest.mark.parametrize("h,k", [(200, 1), (48, 4), (161, 1), (159, 2)])
+def test_depth_colorbar_image_keeps_fixed_colours(h, k):
+  depth = np.linspace(0.5, 90.0, h * 30, dtype=np.float32).reshape(h, 30)
+  im = viz.depth_colorbar_image(depth, 1.0, 80.0)
+  assert im.dtype == np.uint8 and im.shape[0] == k * h and im.shape[1] > k * 30
+  ref = np.repeat(np.repeat(viz.colourise_depth(depth, 1.0, 80.0), k, axis=0), k, axis=1)
+  np.testing.assert_array_equal(im[:, : k * 30], ref)
+  # The colour bar panel is drawn (not blank).
+  bar = im[:, k * 30 :]
+  assert (bar != 255).any()
+
+
+def test_prediction_figure_and_legend(tmp_path):
+  meta = meta_lib.get_meta("synthetic_city")
+  img = np.zeros((24, 40, 3), np.uint8)
+  fig = viz.prediction_figure(img, meta, depth=np.full((24, 40), 10.0), labels=None, title="x")
+  path = viz.save_figure(fig, tmp_path / "f.png")
+  with Image.open(path) as im:
+    assert im.size[1] == round(viz.ROW_HEIGHT_IN * 100)
+  handles = viz.dataset_legend(meta, [3, 1])
+  assert [h.get_label() for h in handles] == ["3 Road", "1 Sky"]
+  assert len(viz.dataset_legend(meta)) == meta.num_classes
+
+
+def test_summary_images_and_writer():
+  meta = meta_lib.get_meta("synthetic_city")
+  rng = np.random.default_rng(0)
+  B, H, W, C = 3, 8, 12, meta.num_classes
+  batch = {
+    "image": rng.uniform(size=(B, H, W, 3)).astype(np.float32),
+    "depth": rng.uniform(1, 80, (B, H, W)).astype(np.float32),
+    "segmentation": rng.integers(0, C, (B, H, W)).astype(np.int32),
+    "mask": np.asarray([True, False, True]),
+    "has_depth": np.asarray([True, True, False]),
+  }
+  pred = np.full((B, H // 2, W // 2, 1), 0.5, np.float32)  # inverted normalised 0.5 -> 40 m of 80
+  logits = np.zeros((B, H // 2, W // 2, C), np.float32)
+  logits[..., 3] = 1.0
+  images = viz.summary_images(
+    batch, {"depth": pred, "seg_logits": logits}, meta, depth_output="inverted_normalised",
+    depth_norm=80.0,
+  )  # fmt: skip
+  assert sorted(images) == ["examples/0", "examples/2"]  # the padding example is skipped
+  g = viz.SUMMARY_GAP
+  img0 = images["examples/0"]
+  assert img0.shape == (H, 5 * W + 4 * g, 3)
+  np.testing.assert_array_equal(
+    img0[:, 2 * (W + g) : 3 * W + 2 * g], viz.colourise_depth(np.full((H, W), 40.0), 1, 80)
+  )
+  np.testing.assert_array_equal(
+    img0[:, 4 * (W + g) :], np.broadcast_to(np.asarray(meta.class_colors[3], np.uint8), (H, W, 3))
+  )
+  assert (images["examples/2"][:, W + g : 2 * W + g] == 128).all()  # no depth: grey panel
+
+  calls = []
+
+  class FakeWriter:
+    def add_image(self, tag, img, step, dataformats):
+      calls.append((tag, img.shape, step, dataformats))
+
+  viz.write_image_summaries(FakeWriter(), 7, images, prefix="eval/")
+  assert calls == [
+    ("eval/examples/0", img0.shape, 7, "HWC"),
+    ("eval/examples/2", img0.shape, 7, "HWC"),
+  ]
+  viz.write_image_summaries(None, 7, images)  # no-op
+
+
+def test_image_summaries_to_tensorboard_files(tmp_path):
+  from tensorboardX import SummaryWriter
+
+  with SummaryWriter(str(tmp_path)) as w:
+    viz.write_image_summaries(w, 1, {"examples/0": np.zeros((4, 6, 3), np.uint8)})
+  files = list(tmp_path.glob("events.out.tfevents.*"))
+  assert len(files) == 1 and b"examples/0" in files[0].read_bytes()

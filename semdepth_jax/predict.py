@@ -1,0 +1,880 @@
+r"""``semdepth predict``: run a trained workdir's model on your own images of any size.
+
+::
+
+  semdepth predict --workdir runs/x --images photos/ extra.jpg --out preds/ [--step N] \
+      [--mode resize|tile] [--tta flip] [--ply [--intrinsics fx,fy,cx,cy]]
+
+Inputs: files or folders (folders: their ``*.png``, ``*.jpg``, ``*.jpeg``, ``*.bmp`` files, not
+recursive). Greyscale, palette and RGBA images are converted to RGB; other modes (16-bit or float single
+channel, e.g. depth maps) are rejected. An unreadable or unsupported image gets an error that names the
+file; the other images are still processed and the exit status is 1 when any image failed.
+
+Model input: ``--mode resize`` (default) resizes the image to the training size ``config.image_size``
+(bilinear, antialiased); ``--mode tile`` covers it with tiles of the training size (``semdepth_jax.tiling``;
+evenly spaced, overlaps averaged). Outputs are brought back to the original image size: depth bilinearly
+(in metres), class scores (softmax probabilities) bilinearly before the argmax. Depth is converted to
+metres when the model predicts paper 000's inverted normalised depth (``model.depth_output``, with the
+config's ``depth_norm``).
+
+Outputs per image ``<stem>`` (in ``--out``):
+
+==========================  =================================================================================
+``<stem>_depth.npy``        float32 (H, W) depth in metres
+``<stem>_depth.png``        uint16 (H, W) depth in **millimetres** (``round(1000 d)``), clipped to
+                            [0, 65535]: depths beyond 65.535 m saturate (the ``.npy`` keeps them); read back
+                            with ``value / 1000`` (``semdepth score --pred_scale 1000``)
+``<stem>_depth_color.png``  depth colourised with the dataset's *fixed* ``meta.depth_vis_range`` (never
+                            rescaled per image, so sequences do not flicker), with a colour bar in metres
+                            (``viz.depth_colorbar_image``; images under 160 px tall are enlarged by an
+                            integer factor so the bar stays legible)
+``<stem>_seg.png``          palette PNG: pixel values are class ids, the palette is the dataset's colours
+``<stem>_overlay.png``      class colours blended over the image
+``<stem>_figure.png``       RGB | depth with colour bar | labels with a legend of the classes present
+``<stem>.ply``              (``--ply``) point cloud (binary little-endian, ``--ply_ascii`` for text), one
+                            vertex per pixel with depth > 0, coloured by RGB or by class (``--ply_color``)
+==========================  =================================================================================
+
+Point clouds back-project the depth with the pinhole model in the OpenCV camera frame (x right, y down,
+z forward; depth = z): ``X = (u - cx) Z / fx``, ``Y = (v - cy) Z / fy`` for pixel centres ``(u, v)``.
+Intrinsics: ``--intrinsics fx,fy,cx,cy`` in pixels of the input images, else the dataset's meta intrinsics
+scaled to each image size (``DatasetMeta.intrinsics_at``); ``--ply`` without either is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from semdepth_jax import tiling
+
+_log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+"""File types read from folders (and accepted as explicit files)."""
+
+MODES = ("resize", "tile")
+"""How an image of any size reaches the model (see the module docstring)."""
+
+TTA_MODES = ("none", "flip")
+"""Test-time augmentation: none, or horizontal flip (``semdepth_jax.tiling.flip_tta``)."""
+
+DEPTH_PNG_SCALE = 1000.0
+"""``<stem>_depth.png`` stores ``round(depth_m * DEPTH_PNG_SCALE)`` as uint16 (millimetres)."""
+
+PLY_COLORS = ("rgb", "class")
+
+
+class ImageError(ValueError):
+  """An input image cannot be used (missing, unreadable, unsupported); the message names the file."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading a trained workdir.
+
+
+@dataclasses.dataclass
+class TrainedModel:
+  """A restored model ready for inference.
+
+  Attributes:
+    model: the base model of the config (``loop.model_kwargs(config)``; the inference configuration).
+    variables: ``{'params': ..., 'batch_stats': ...}`` restored from the checkpoint.
+    config: the training config (``ConfigDict``).
+    meta: ``DatasetMeta`` of ``config.dataset``.
+    step: the checkpoint step.
+    workdir: absolute path of the workdir.
+    depth_norm: metres, saturation distance of inverted normalised depth (None for metric models).
+  """
+
+  model: nn.Module
+  variables: dict[str, Any]
+  config: Any
+  meta: Any
+  step: int
+  workdir: str
+  depth_norm: float | None
+
+  @property
+  def input_size(self) -> tuple[int, int]:
+    """(height, width) the model was trained at (``config.image_size``)."""
+    h, w = self.config.image_size
+    return int(h), int(w)
+
+  @property
+  def depth_output(self) -> str:
+    """``'metres'`` or ``'inverted_normalised'`` (the model's ``depth_output`` attribute)."""
+    return getattr(self.model, "depth_output", "metres")
+
+  @property
+  def num_classes(self) -> int:
+    """Segmentation classes of the model."""
+    from semdepth_jax.train import loop
+
+    return loop.resolved_num_classes(self.config)
+
+  def inference_model(self, mode: str = "resize", tta: str | None = None) -> InferenceModel:
+    """An :class:`InferenceModel` of this model (input size, depth units from the config)."""
+    return InferenceModel(
+      self.model,
+      input_size=self.input_size,
+      depth_output=self.depth_output,
+      depth_norm=self.depth_norm,
+      mode=mode,
+      tta=tta,
+    )
+
+
+def load_config_for(workdir: str | os.PathLike, config: Any = None) -> Any:
+  """The config of a workdir: ``config`` if given, else the workdir's ``config.json``.
+
+  Args:
+    workdir: training workdir (``train`` saves its config there as ``config.json``).
+    config: ``None``, a ``ConfigDict`` (returned as is) or a ``PATH[:ARGS]`` config spec (loaded with
+      ``config_utils.load_config``).
+
+  Raises:
+    FileNotFoundError: no config given and no ``config.json`` in ``workdir``.
+  """
+  import ml_collections
+
+  from semdepth_jax.train import config_utils
+
+  path = os.path.join(os.fspath(workdir), "config.json")
+  if config is not None:
+    if isinstance(config, str):
+      config = config_utils.load_config(config)
+    if os.path.isfile(path):
+      given = json.loads(json.dumps(config_utils.to_dict(config)))  # tuples -> lists, as saved
+      changed = config_utils.diff(config_utils.load_json(path), given)
+      if changed:
+        _log.warning("the given config differs from %s in: %s", path, ", ".join(changed))
+    return config
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+      f"{path} not found: {workdir} is not a training workdir (train writes config.json there); "
+      "pass the workdir of `semdepth train`, or give --config"
+    )
+  return ml_collections.ConfigDict(config_utils.load_json(path))
+
+
+def load_trained(
+  workdir: str | os.PathLike,
+  *,
+  step: int | None = None,
+  config: Any = None,
+  mesh: Any = None,
+) -> TrainedModel:
+  """Restores the base model of a training workdir from its checkpoint.
+
+  The abstract train state is built exactly as ``semdepth_jax.train.loop.train`` builds it when it resumes
+  (same model, the optimiser of the checkpoint's stage), so ``Checkpointer.restore`` validates every
+  stored shape and dtype against the config; only ``params`` and ``batch_stats`` are kept.
+
+  Args:
+    workdir: folder written by ``train`` (``config.json``, ``checkpoints/<step>/``).
+    step: checkpoint step (default: the latest).
+    config: config override (``ConfigDict`` or ``PATH[:ARGS]``); default the workdir's ``config.json``.
+    mesh: mesh to place the variables on (default: a one-device mesh on ``jax.devices()[0]``).
+
+  Returns:
+    A :class:`TrainedModel`.
+
+  Raises:
+    FileNotFoundError: no config, no checkpoint, or no checkpoint at ``step`` (lists the available ones).
+    semdepth_jax.train.checkpoint.CheckpointMismatchError: the checkpoint does not fit the config.
+  """
+  from semdepth_jax.data.meta import get_meta
+  from semdepth_jax.train import checkpoint as ckpt_lib
+  from semdepth_jax.train import loop
+  from semdepth_jax.train import mesh as mesh_lib
+
+  workdir = os.path.abspath(os.fspath(workdir))
+  config = load_config_for(workdir, config)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpt_dir):
+    raise FileNotFoundError(f"no checkpoints folder in {workdir} (looked for {ckpt_dir})")
+  if mesh is None:
+    mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
+  comps = loop.default_components(config)
+  base_model = comps.build_model(loop.model_kwargs(config))
+  # The resume path of loop.train: abstract params/stats from the base model, optimiser of the stage.
+  factory = loop._StateFactory(config, base_model, mesh)  # noqa: SLF001
+  with ckpt_lib.Checkpointer(ckpt_dir, keep=int(config.checkpoint.keep), async_save=False) as ckpt:
+    steps = ckpt.all_steps()
+    if not steps:
+      raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
+    if step is None:
+      step = steps[-1]
+    elif int(step) not in steps:
+      raise FileNotFoundError(
+        f"no checkpoint at step {step} in {ckpt_dir}; available steps: {steps}"
+      )
+    step = int(step)
+    meta_json = ckpt.restore_meta(step)
+    index = int(meta_json.get("stage_index", 0))
+    name = meta_json.get("stage_name", config.stage_order[index])
+    stage_cfg = config.stages[name]
+    # The schedule length does not change the optimiser-state structure; any positive length works.
+    plan = loop.StagePlan(index, name, stage_cfg, 0, max(int(stage_cfg.num_steps), 1))
+    stage = loop._make_stage(  # noqa: SLF001
+      config, plan, comps, factory.abstract_params, factory.abstract_stats
+    )
+    abstract, _ = factory.abstract(stage.tx)
+    state, _ = ckpt.restore(step, abstract)
+  return TrainedModel(
+    model=base_model,
+    variables=state.variables(),
+    config=config,
+    meta=get_meta(config.dataset),
+    step=step,
+    workdir=workdir,
+    depth_norm=loop.depth_norm_of(config),
+  )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The inference model: any image size in, metres and class probabilities at that size out.
+
+
+def _resize_maps(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+  """Bilinear resize (half-pixel centres, no antialiasing) of axes 1, 2 of (B, h, w[, C]) float maps."""
+  if tuple(x.shape[1:3]) == tuple(size):
+    return x
+  shape = (x.shape[0], int(size[0]), int(size[1])) + tuple(x.shape[3:])
+  return jax.image.resize(x.astype(jnp.float32), shape, "linear", antialias=False)
+
+
+class InferenceModel:
+  """Wraps a trained model for images of any size; follows the models API (``apply``).
+
+  ``dense(variables, image)`` returns ``{'depth': (B, H, W) metres, 'probs': (B, H, W, C)}`` at the size of
+  ``image`` (keys for the heads the model has):
+
+  * ``mode='resize'``: the image is resized to ``input_size`` (bilinear, antialiased), the model runs, its
+    depth is converted to metres (``depth_bins.from_inverted_normalised`` for paper 000's output) and its
+    ``seg_logits`` to softmax probabilities, and both are resized bilinearly back to (H, W).
+  * ``mode='tile'``: the same per tile of ``input_size`` (``tiling.tiled_predict``; overlaps averaged).
+  * ``tta='flip'``: horizontal-flip averaging (``tiling.flip_tta``), per tile in tile mode.
+
+  ``apply(variables, image, labels=None, train=False, ...)`` returns the same as a model output dict
+  (``depth`` (B, H, W, 1) metres, ``seg_logits`` = log of the probabilities, so argmax is unchanged) and
+  ``depth_output = 'metres'``, so the training code's evaluation (``loop.make_evaluate_fn``) runs it as is.
+
+  Args:
+    model: linen module following the models API.
+    input_size: (height, width) the model was trained at.
+    depth_output: the model's depth units, ``'metres'`` or ``'inverted_normalised'``.
+    depth_norm: metres, saturation distance for ``inverted_normalised`` output.
+    mode: ``'resize'`` or ``'tile'``.
+    tta: ``None``/``'none'`` or ``'flip'``.
+    pass_labels: pass ground-truth labels (resized nearest to the model input) to models whose call takes
+      ``labels`` (default: detected from the signature, as in training).
+
+  Raises:
+    ValueError: unknown mode / tta / depth_output, or inverted normalised output without ``depth_norm``.
+  """
+
+  depth_output = "metres"
+
+  def __init__(
+    self,
+    model: nn.Module,
+    *,
+    input_size: tuple[int, int],
+    depth_output: str = "metres",
+    depth_norm: float | None = None,
+    mode: str = "resize",
+    tta: str | None = None,
+    pass_labels: bool | None = None,
+  ):
+    from semdepth_jax.train import step as step_lib
+
+    if mode not in MODES:
+      raise ValueError(f"InferenceModel: mode must be one of {MODES}, got {mode!r}")
+    tta = None if tta in (None, "none") else tta
+    if tta not in (None, "flip"):
+      raise ValueError(f"InferenceModel: tta must be one of {TTA_MODES}, got {tta!r}")
+    if depth_output not in ("metres", "inverted_normalised"):
+      raise ValueError(f"InferenceModel: unknown depth_output {depth_output!r}")
+    if depth_output == "inverted_normalised" and not depth_norm:
+      raise ValueError(
+        "InferenceModel: the model predicts inverted normalised depth; depth_norm (metres) is needed to "
+        "convert it (the config's loss term with target='inverted_normalised')"
+      )
+    self.model = model
+    self.input_size = (int(input_size[0]), int(input_size[1]))
+    self.model_depth_output = depth_output
+    self.depth_norm = depth_norm
+    self.mode = mode
+    self.tta = tta
+    self.pass_labels = step_lib.accepts_labels(model) if pass_labels is None else pass_labels
+
+  def at_input_size(
+    self, variables: Mapping[str, Any], image: jax.Array, labels: jax.Array | None = None
+  ) -> tiling.Predictions:
+    """One model pass for a (B, H, W, 3) image of any size; maps at (H, W) (no tiling, no TTA)."""
+    from semdepth_jax import depth_bins
+    from semdepth_jax.train.step import resize_nearest_to
+
+    B, H, W = image.shape[:3]
+    x, lab = image.astype(jnp.float32), labels
+    if self.input_size != (H, W):
+      x = jax.image.resize(x, (B,) + self.input_size + (x.shape[3],), "linear", antialias=True)
+      if lab is not None:
+        lab = resize_nearest_to(lab, self.input_size)
+    kwargs: dict[str, Any] = {"train": False}
+    if self.pass_labels and lab is not None:
+      kwargs["labels"] = lab.astype(jnp.int32)
+    out = self.model.apply(variables, x, **kwargs)
+    preds = {}
+    if "depth" in out:
+      d = out["depth"]
+      d = d[..., 0] if d.ndim == 4 else d
+      if self.model_depth_output == "inverted_normalised":
+        d = depth_bins.from_inverted_normalised(d, self.depth_norm)
+      preds["depth"] = _resize_maps(d.astype(jnp.float32), (H, W))
+    if "seg_logits" in out:
+      probs = jax.nn.softmax(out["seg_logits"].astype(jnp.float32), axis=-1)
+      preds["probs"] = _resize_maps(probs, (H, W))
+    return preds
+
+  def dense(
+    self, variables: Mapping[str, Any], image: jax.Array, labels: jax.Array | None = None
+  ) -> tiling.Predictions:
+    """Depth (B, H, W) metres and class probabilities (B, H, W, C) at the size of ``image`` (jittable)."""
+
+    def fn(x, lab):
+      return self.at_input_size(variables, x, lab)
+
+    if self.tta == "flip":
+      single = fn
+
+      def fn(x, lab):
+        return tiling.flip_tta(single, x, lab)
+
+    if self.mode == "tile":
+      return tiling.tiled_predict(fn, image, self.input_size, labels)
+    return dict(fn(image, labels))
+
+  def __call__(
+    self, variables: Mapping[str, Any], image: jax.Array, labels: jax.Array | None = None, **kwargs
+  ) -> dict[str, jax.Array]:
+    """Same as :meth:`apply` (its signature tells the training code to pass ground-truth labels)."""
+    return self.apply(variables, image, labels, **kwargs)
+
+  def apply(
+    self,
+    variables: Mapping[str, Any],
+    image: jax.Array,
+    labels: jax.Array | None = None,
+    *,
+    train: bool = False,
+    mutable: Any = False,
+    rngs: Any = None,
+  ) -> dict[str, jax.Array]:
+    """Models-API outputs at the input size: ``depth`` (B, H, W, 1) metres, ``seg_logits`` (log-probs).
+
+    Raises:
+      ValueError: ``train=True`` or ``mutable`` (inference only).
+    """
+    del rngs
+    if train or mutable:
+      raise ValueError("InferenceModel is for inference only (train=False, no mutable collections)")
+    preds = self.dense(variables, image, labels)
+    out = {}
+    if "depth" in preds:
+      out["depth"] = preds["depth"][..., None]
+    if "probs" in preds:
+      out["seg_logits"] = jnp.log(jnp.maximum(preds["probs"], 1e-30))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Inputs.
+
+
+def collect_images(paths: Sequence[str | os.PathLike]) -> tuple[list[pathlib.Path], dict[str, str]]:
+  """Expands files and folders into the list of images to process.
+
+  Folders contribute their files with an ``IMAGE_EXTENSIONS`` suffix (case-insensitive, sorted, not
+  recursive). Explicit files are kept whatever their suffix (reading decides), unless missing.
+
+  Returns:
+    ``(images, errors)``: paths in order (duplicates removed) and ``{path: message}`` for paths that do
+    not exist, folders without images and files whose output stem collides with an earlier image's.
+  """
+  images: list[pathlib.Path] = []
+  errors: dict[str, str] = {}
+  seen: set[pathlib.Path] = set()
+  stems: dict[str, pathlib.Path] = {}
+
+  def add(p: pathlib.Path) -> None:
+    key = p.resolve()
+    if key in seen:
+      return
+    seen.add(key)
+    if p.stem in stems:
+      errors[str(p)] = (
+        f"{p}: its outputs would overwrite those of {stems[p.stem]} (same stem {p.stem!r}); rename one"
+      )
+      return
+    stems[p.stem] = p
+    images.append(p)
+
+  for raw in paths:
+    p = pathlib.Path(raw)
+    if p.is_dir():
+      found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+      if not found:
+        errors[str(p)] = f"{p}: folder has no {'/'.join(IMAGE_EXTENSIONS)} files"
+      for f in found:
+        add(f)
+    elif p.is_file():
+      add(p)
+    else:
+      errors[str(p)] = f"{p}: no such file or folder"
+  return images, errors
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+  """Reads an image file as uint8 RGB (H, W, 3).
+
+  Greyscale (``L``, ``LA``, ``1``), palette (``P``), ``RGBA``/``CMYK``/``YCbCr`` images are converted to
+  RGB (alpha dropped).
+
+  Raises:
+    ImageError: unsupported suffix, undecodable or truncated file, or a mode that is not a photo (16-bit
+      or float single channel, e.g. a depth map); the message names the file.
+  """
+  from PIL import Image, UnidentifiedImageError
+
+  path = pathlib.Path(path)
+  if path.suffix.lower() not in IMAGE_EXTENSIONS:
+    raise ImageError(
+      f"{path}: unsupported file type {path.suffix!r}; supported: {', '.join(IMAGE_EXTENSIONS)}"
+    )
+  try:
+    with Image.open(path) as im:
+      im.load()
+      mode = im.mode
+      if mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        raise ImageError(
+          f"{path}: {mode} single-channel image (16-bit / float, e.g. a depth map) is not an RGB photo"
+        )
+      rgb = np.asarray(im.convert("RGB"), np.uint8)
+  except ImageError:
+    raise
+  except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    raise ImageError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+  if rgb.ndim != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
+    raise ImageError(f"{path}: decoded to an empty array of shape {rgb.shape}")
+  return rgb
+
+
+def parse_intrinsics(text: str) -> tuple[float, float, float, float]:
+  """Parses ``'fx,fy,cx,cy'`` (pixels).
+
+  Raises:
+    ValueError: not four numbers, or non-positive focal lengths.
+  """
+  try:
+    vals = tuple(float(v) for v in text.split(","))
+  except ValueError:
+    vals = ()
+  if len(vals) != 4:
+    raise ValueError(f"--intrinsics must be 'fx,fy,cx,cy' (4 numbers, pixels), got {text!r}")
+  if vals[0] <= 0 or vals[1] <= 0:
+    raise ValueError(f"--intrinsics focal lengths must be > 0, got fx={vals[0]}, fy={vals[1]}")
+  return vals  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Output formats.
+
+
+def depth_to_png_mm(depth_m: np.ndarray) -> np.ndarray:
+  """uint16 millimetres ``clip(round(1000 d), 0, 65535)``; NaN/negative -> 0, > 65.535 m saturates."""
+  d = np.nan_to_num(np.asarray(depth_m, np.float64), nan=0.0, posinf=np.inf, neginf=0.0)
+  return np.clip(np.rint(d * DEPTH_PNG_SCALE), 0, 65535).astype(np.uint16)
+
+
+def write_depth_png(path: str | os.PathLike, depth_m: np.ndarray) -> None:
+  """Writes ``depth_to_png_mm(depth_m)`` as a 16-bit greyscale PNG."""
+  from PIL import Image
+
+  Image.fromarray(depth_to_png_mm(depth_m)).save(path)
+
+
+def write_palette_png(
+  path: str | os.PathLike, labels: np.ndarray, colors: Sequence[Sequence[int]]
+) -> None:
+  """Writes class ids as an 8-bit palette PNG whose palette entry ``k`` is ``colors[k]``.
+
+  Pixel values are the ids themselves (``np.array(Image.open(path))`` gives them back); entries beyond
+  ``len(colors)`` (incl. 255, the ignore index) are black.
+
+  Raises:
+    ValueError: ids outside [0, 255] or more than 256 colours.
+  """
+  from PIL import Image
+
+  lab = np.asarray(labels)
+  if lab.size and (lab.min() < 0 or lab.max() > 255):
+    raise ValueError(f"palette PNG needs ids in [0, 255], got [{lab.min()}, {lab.max()}]")
+  if len(colors) > 256:
+    raise ValueError(f"palette PNG holds at most 256 colours, got {len(colors)}")
+  palette = np.zeros((256, 3), np.uint8)
+  palette[: len(colors)] = np.asarray(colors, np.uint8).reshape(-1, 3)
+  im = Image.fromarray(lab.astype(np.uint8), mode="P")
+  im.putpalette(palette.reshape(-1).tolist())
+  im.save(path)
+
+
+def backproject(depth_m: np.ndarray, intrinsics: Sequence[float]) -> np.ndarray:
+  """Pinhole back-projection of a planar depth map to camera-frame points (OpenCV axes).
+
+  ``X = (u - cx) Z / fx``, ``Y = (v - cy) Z / fy``, ``Z = depth`` for pixel centres ``u = column``,
+  ``v = row``.
+
+  Args:
+    depth_m: (H, W) depth in metres (z, not ray length).
+    intrinsics: (fx, fy, cx, cy) in pixels of this image.
+
+  Returns:
+    float32 (H, W, 3) points in metres.
+  """
+  fx, fy, cx, cy = (float(v) for v in intrinsics)
+  z = np.asarray(depth_m, np.float32)
+  v, u = np.meshgrid(np.arange(z.shape[0]), np.arange(z.shape[1]), indexing="ij")
+  x = (u.astype(np.float32) - cx) * z / fx
+  y = (v.astype(np.float32) - cy) * z / fy
+  return np.stack([x, y, z], axis=-1).astype(np.float32)
+
+
+def write_ply(
+  path: str | os.PathLike, points: np.ndarray, colors: np.ndarray, *, binary: bool = True
+) -> int:
+  """Writes a coloured point cloud as PLY (``binary_little_endian 1.0`` or ``ascii 1.0``).
+
+  Vertex properties: ``float x, y, z`` (metres) and ``uchar red, green, blue``.
+
+  Args:
+    path: output file.
+    points: float (N, 3).
+    colors: uint8 (N, 3).
+    binary: binary little-endian (default) or ASCII.
+
+  Returns:
+    The number of vertices N.
+
+  Raises:
+    ValueError: shapes do not match.
+  """
+  pts = np.asarray(points, np.float32).reshape(-1, 3)
+  cols = np.asarray(colors, np.uint8).reshape(-1, 3)
+  if len(pts) != len(cols):
+    raise ValueError(f"write_ply: {len(pts)} points but {len(cols)} colours")
+  fmt = "binary_little_endian" if binary else "ascii"
+  header = (
+    f"ply\nformat {fmt} 1.0\ncomment written by semdepth_jax predict (metres, OpenCV camera frame)\n"
+    f"element vertex {len(pts)}\nproperty float x\nproperty float y\nproperty float z\n"
+    "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+  )
+  with open(path, "wb") as f:
+    f.write(header.encode("ascii"))
+    if binary:
+      rec = np.empty(
+        len(pts),
+        dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1")],
+      )
+      rec["x"], rec["y"], rec["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
+      rec["r"], rec["g"], rec["b"] = cols[:, 0], cols[:, 1], cols[:, 2]
+      f.write(rec.tobytes())
+    else:
+      lines = [
+        f"{p[0]:.6g} {p[1]:.6g} {p[2]:.6g} {c[0]} {c[1]} {c[2]}\n"
+        for p, c in zip(pts.tolist(), cols.tolist(), strict=True)
+      ]
+      f.write("".join(lines).encode("ascii"))
+  return len(pts)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Prediction over files.
+
+
+@dataclasses.dataclass
+class PredictResult:
+  """What :func:`predict_images` did.
+
+  Attributes:
+    outputs: image path -> list of files written for it.
+    errors: image path -> error message (images that failed; they have no outputs).
+    step: checkpoint step used.
+  """
+
+  outputs: dict[str, list[str]]
+  errors: dict[str, str]
+  step: int
+
+  @property
+  def ok(self) -> bool:
+    """True when every image was processed."""
+    return not self.errors
+
+
+def image_intrinsics(
+  meta: Any, height: int, width: int, given: Sequence[float] | None
+) -> tuple[float, float, float, float] | None:
+  """``given`` (pixels of the image) or the dataset's meta intrinsics scaled to ``height`` x ``width``."""
+  if given is not None:
+    return tuple(float(v) for v in given)  # type: ignore[return-value]
+  return meta.intrinsics_at(height, width)
+
+
+def write_prediction(
+  out_dir: str | os.PathLike,
+  stem: str,
+  image: np.ndarray,
+  preds: Mapping[str, np.ndarray],
+  meta: Any,
+  *,
+  intrinsics: Sequence[float] | None = None,
+  ply: bool = False,
+  ply_color: str = "rgb",
+  ply_binary: bool = True,
+  dpi: int = 100,
+) -> list[str]:
+  """Writes the output files of one image (see the module docstring); returns their paths.
+
+  Args:
+    out_dir: output folder (created).
+    stem: file-name stem.
+    image: uint8 (H, W, 3).
+    preds: ``depth`` (H, W) metres and/or ``labels`` (H, W) int class ids.
+    meta: ``DatasetMeta`` (palette, class names, fixed depth range).
+    intrinsics: (fx, fy, cx, cy) at (H, W) for ``ply``.
+    ply: write ``<stem>.ply`` (needs depth and intrinsics).
+    ply_color: ``'rgb'`` or ``'class'`` (needs labels).
+    ply_binary: binary or ASCII PLY.
+    dpi: resolution of ``<stem>_figure.png``.
+
+  Raises:
+    ValueError: ``ply`` without intrinsics or depth, or ``ply_color='class'`` without labels.
+  """
+  from PIL import Image
+
+  from semdepth_jax import viz
+
+  out = pathlib.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  written: list[str] = []
+  depth = preds.get("depth")
+  labels = preds.get("labels")
+  vmin, vmax = meta.depth_vis_range
+
+  def path(suffix: str) -> pathlib.Path:
+    p = out / f"{stem}{suffix}"
+    written.append(str(p))
+    return p
+
+  if depth is not None:
+    np.save(path("_depth.npy"), np.asarray(depth, np.float32))
+    write_depth_png(path("_depth.png"), depth)
+    Image.fromarray(viz.depth_colorbar_image(depth, vmin, vmax)).save(path("_depth_color.png"))
+  if labels is not None:
+    write_palette_png(path("_seg.png"), labels, meta.class_colors)
+    overlay = viz.overlay_labels(image, labels, meta.class_colors, ignore_index=meta.ignore_index)
+    Image.fromarray(overlay).save(path("_overlay.png"))
+  fig = viz.prediction_figure(image, meta, depth=depth, labels=labels, title=stem, dpi=dpi)
+  viz.save_figure(fig, path("_figure.png"))
+  if ply:
+    if depth is None:
+      raise ValueError(f"{stem}: --ply needs a depth prediction; the model has no depth output")
+    if intrinsics is None:
+      raise ValueError(f"{stem}: --ply needs intrinsics (--intrinsics fx,fy,cx,cy)")
+    if ply_color == "class":
+      if labels is None:
+        raise ValueError(f"{stem}: --ply_color class needs labels; the model does not segment")
+      colors = viz.colourise_labels(labels, meta.class_colors, meta.ignore_index)
+    else:
+      colors = image
+    pts = backproject(depth, intrinsics)
+    valid = np.isfinite(pts[..., 2]) & (pts[..., 2] > 0)
+    write_ply(path(".ply"), pts[valid], colors[valid], binary=ply_binary)
+  return written
+
+
+def _check_model_runs(inf: InferenceModel, variables: Any) -> None:
+  """Traces one input at the model size so label-requiring models fail once, up front."""
+  h, w = inf.input_size
+  try:
+    jax.eval_shape(lambda v, x: inf.dense(v, x), variables, jnp.zeros((1, h, w, 3), jnp.float32))
+  except ValueError as e:
+    raise ValueError(
+      f"the model cannot run on images alone ({e}). `predict` needs a model that reads only RGB (e.g. "
+      "ssegdepnet, unet, scrx_rgb), not one that builds OHESS planes from ground-truth labels"
+    ) from None
+
+
+def predict_images(
+  workdir: str | os.PathLike | TrainedModel,
+  images: Sequence[str | os.PathLike],
+  out_dir: str | os.PathLike,
+  *,
+  step: int | None = None,
+  mode: str = "resize",
+  tta: str | None = None,
+  ply: bool = False,
+  intrinsics: Sequence[float] | None = None,
+  ply_color: str = "rgb",
+  ply_binary: bool = True,
+  config: Any = None,
+  log=None,
+) -> PredictResult:
+  """Runs a trained model on image files and writes the outputs (module docstring).
+
+  Args:
+    workdir: training workdir, or an already loaded :class:`TrainedModel`.
+    images: files and/or folders.
+    out_dir: output folder.
+    step: checkpoint step (default latest).
+    mode: ``'resize'`` or ``'tile'``.
+    tta: ``None``/``'none'`` or ``'flip'``.
+    ply: also write point clouds.
+    intrinsics: (fx, fy, cx, cy) in pixels of the input images (default: the dataset's meta, scaled).
+    ply_color: ``'rgb'`` or ``'class'``.
+    ply_binary: binary (default) or ASCII PLY.
+    config: config override for :func:`load_trained`.
+    log: ``print``-like callable for progress lines (default: no output).
+
+  Returns:
+    :class:`PredictResult` (per-image errors are collected, not raised).
+
+  Raises:
+    ValueError: bad arguments, ``ply`` without known intrinsics, or a model that needs labels.
+    FileNotFoundError: the workdir has no config/checkpoint.
+  """
+  if ply_color not in PLY_COLORS:
+    raise ValueError(f"ply_color must be one of {PLY_COLORS}, got {ply_color!r}")
+  trained = (
+    workdir
+    if isinstance(workdir, TrainedModel)
+    else load_trained(workdir, step=step, config=config)
+  )
+  meta = trained.meta
+  if ply and intrinsics is None and meta.intrinsics is None:
+    raise ValueError(
+      f"--ply needs camera intrinsics: dataset {meta.name!r} has none in its meta info; pass "
+      "--intrinsics fx,fy,cx,cy (pixels of the input images)"
+    )
+  inf = trained.inference_model(mode=mode, tta=tta)
+  _check_model_runs(inf, trained.variables)
+  dense = jax.jit(inf.dense)
+  files, errors = collect_images(images)
+  outputs: dict[str, list[str]] = {}
+  for f in files:
+    try:
+      img = read_image(f)
+    except ImageError as e:
+      errors[str(f)] = str(e)
+      continue
+    x = jnp.asarray(img[None].astype(np.float32) / np.float32(255.0))
+    preds = jax.device_get(dense(trained.variables, x))
+    host: dict[str, np.ndarray] = {}
+    if "depth" in preds:
+      host["depth"] = np.asarray(preds["depth"][0], np.float32)
+    if "probs" in preds:
+      host["labels"] = np.argmax(np.asarray(preds["probs"][0]), axis=-1).astype(np.int32)
+    k = image_intrinsics(meta, img.shape[0], img.shape[1], intrinsics) if ply else None
+    outputs[str(f)] = write_prediction(
+      out_dir,
+      f.stem,
+      img,
+      host,
+      meta,
+      intrinsics=k,
+      ply=ply,
+      ply_color=ply_color,
+      ply_binary=ply_binary,
+    )
+    if log is not None:
+      log(f"{f} ({img.shape[0]}x{img.shape[1]}): {len(outputs[str(f)])} files")
+  return PredictResult(outputs=outputs, errors=errors, step=trained.step)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CLI.
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+  """Registers the ``predict`` sub-command (see ``semdepth_jax.main``)."""
+  p = subparsers.add_parser(
+    "predict",
+    help="run a trained model on your own images",
+    description="Run a trained workdir's model on your own images of any size.",
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+    epilog=(
+      "Writes <stem>_depth.npy (metres), <stem>_depth.png (uint16 millimetres, saturating at 65.535 m), "
+      "<stem>_depth_color.png (fixed dataset range + colour bar), <stem>_seg.png (palette PNG of class "
+      "ids), <stem>_overlay.png, <stem>_figure.png and with --ply <stem>.ply. Exit status 1 if any image "
+      "failed, 2 on a usage error."
+    ),
+  )
+  p.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
+  p.add_argument("--images", required=True, nargs="+", help="image files and/or folders")
+  p.add_argument("--out", required=True, help="output folder")
+  p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+  p.add_argument("--config", default=None, help="config override PATH[:ARGS] (default: workdir's)")
+  p.add_argument("--mode", choices=MODES, default="resize", help="resize (default) or tile")
+  p.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
+  p.add_argument("--ply", action="store_true", help="also write <stem>.ply point clouds")
+  p.add_argument("--ply_color", choices=PLY_COLORS, default="rgb", help="PLY vertex colours")
+  p.add_argument("--ply_ascii", action="store_true", help="ASCII PLY instead of binary")
+  p.add_argument(
+    "--intrinsics", default=None, help="fx,fy,cx,cy in pixels of the input images (for --ply)"
+  )
+  p.set_defaults(func=run)
+  return p
+
+
+def run(args: argparse.Namespace) -> int:
+  """Handler of ``semdepth predict``: 0 = all images done, 1 = some failed, 2 = usage error."""
+  try:
+    intrinsics = parse_intrinsics(args.intrinsics) if args.intrinsics else None
+    result = predict_images(
+      args.workdir,
+      args.images,
+      args.out,
+      step=args.step,
+      mode=args.mode,
+      tta=args.tta,
+      ply=args.ply,
+      intrinsics=intrinsics,
+      ply_color=args.ply_color,
+      ply_binary=not args.ply_ascii,
+      config=args.config,
+      log=print,
+    )
+  except (ValueError, FileNotFoundError, KeyError) as e:
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    print(f"semdepth predict: error: {msg}", file=sys.stderr)
+    return 2
+  for msg in result.errors.values():
+    print(f"semdepth predict: error: {msg}", file=sys.stderr)
+  n_ok, n_bad = len(result.outputs), len(result.errors)
+  print(f"predicted {n_ok} image(s) with step {result.step} into {args.out}; {n_bad} failed")
+  return 1 if n_bad else 0
