@@ -276,3 +276,14 @@ def _extract(archive: epath.Path, extract_dir: epath.Path) -> epath.Path:
     raise ValueError(f"{archive}: cannot extract archive: {e}") from e
   done.touch()
   return dest
+
+
+class ArrayRecordByDefault:
+  """Builder mixin: write ``array_record`` unless another ``file_format`` is passed.
+
+  TFDS's own default is tfrecord, which needs TensorFlow to read; array_record builds and reads without it.
+  Use as ``class Builder(common.ArrayRecordByDefault, tfds.core.GeneratorBasedBuilder)``.
+  """
+
+  def __init__(self, *, file_format=None, **kwargs):
+    super().__init__(file_format=file_format or "array_record", **kwargs)

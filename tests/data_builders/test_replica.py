@@ -221,3 +221,9 @@ def test_two_scenes_in_manual_dir_is_an_error(tmp_path):
     _write_scene(tmp_path / "manual" / name, ["0000"])
   with pytest.raises(ValueError, match="found 2 folders holding classes_replica.json"):
     _build(tmp_path / "manual", tmp_path / "data")
+
+
+def test_real_builders_write_array_record_by_default(tmp_path):
+  for name in ("replica", "nyu_depth_v2_labeled", "camvid", "synthetic_city"):
+    builder = get_builder_class(name)(data_dir=tmp_path)
+    assert builder.info.file_format.value == "array_record", name
