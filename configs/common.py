@@ -17,7 +17,8 @@ any other key):
   (default: replicate); ``compute_dtype`` float32/bfloat16; ``distributed`` (call
   ``jax.distributed.initialize()`` even without ``JAX_COORDINATOR_ADDRESS``).
 * ``checkpoint.{every_steps, keep, async_save}``; ``log_every_steps``; ``progress_bar``;
-  ``eval.{every_steps, at_stage_end, split, batch_size, max_batches, mode, image_size}``.
+  ``eval.{every_steps, at_stage_end, split, batch_size, max_batches, mode, image_size,
+  image_summaries}``.
 """
 
 from __future__ import annotations
@@ -172,6 +173,7 @@ def base_config() -> ml_collections.ConfigDict:
       "max_batches": 0,  # 0 = the whole split.
       "mode": "resize",
       "image_size": config_dict.placeholder(tuple),  # None = config.image_size.
+      "image_summaries": 3,  # examples drawn to TensorBoard at each evaluation; 0 = none.
     }
   )
   return c

@@ -77,6 +77,18 @@ class MetricWriter:
         self._tb.add_scalar(f"{split}/{k}", v, int(step))
     return vals
 
+  @property
+  def writes_images(self) -> bool:
+    """Whether :meth:`write_images` writes anything (enabled, with TensorBoard)."""
+    return self.enabled and self._tb is not None
+
+  def write_images(self, step: int, images: Mapping[str, Any], prefix: str = "") -> None:
+    """Writes uint8 (H, W, 3) images (``viz.summary_images`` output) to TensorBoard; else a no-op."""
+    if self.writes_images:
+      from semdepth_jax import viz
+
+      viz.write_image_summaries(self._tb, step, images, prefix)
+
   def flush(self) -> None:
     """Flushes both outputs."""
     if self._jsonl is not None:

@@ -717,6 +717,8 @@ def _run_stage(
       )
     metrics = eval_runner(state.variables(), comps.eval_iterator(), int(config.eval.max_batches))
     metrics = writer.write(step, metrics, split="eval")
+    if writer.writes_images and int(config.eval.image_summaries) > 0:
+      _write_eval_images(config, writer, step, eval_model, state, comps)
     _log.info("eval at step %d (%.1fs): %s", step, time.perf_counter() - t0, _fmt(metrics))
     return metrics
 
@@ -818,6 +820,34 @@ def _recalibrate_batch_stats(config, stage, state, shardings, comps, mesh, num_b
     time.perf_counter() - t0,
   )
   return state.replace(batch_stats=mean)
+
+
+def _write_eval_images(config, writer, step, eval_model, state, comps) -> None:
+  """Draws the first ``config.eval.image_summaries`` evaluation examples to TensorBoard (viz.py panels).
+
+  Skipped (with a log line) for datasets without meta info, e.g. the in-memory data of tests.
+  """
+  from semdepth_jax import viz
+
+  try:
+    meta = config_utils.dataset_meta(config.dataset)
+  except KeyError:
+    _log.info("no meta info for dataset %r: no image summaries", config.dataset)
+    return
+  n = int(config.eval.image_summaries)
+  host = next(iter(comps.eval_iterator()))
+  small = {k: np.asarray(v)[:n] for k, v in step_lib.device_batch(host).items()}
+  variables = jax.device_get(state.variables())
+  outputs, _ = step_lib.apply_model(eval_model, variables, small, train=False)
+  images = viz.summary_images(
+    small,
+    jax.device_get(outputs),
+    meta,
+    depth_output=getattr(eval_model, "depth_output", "metres"),
+    depth_norm=depth_norm_of(config),
+    max_images=n,
+  )
+  writer.write_images(step, images, prefix="eval/")
 
 
 def _fmt(metrics: Mapping[str, float]) -> str:

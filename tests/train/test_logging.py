@@ -55,3 +55,28 @@ def test_progress_reports_examples_per_second():
   assert rate > 0
   assert p.update(1, 8) == 0.0
   p.close()
+
+
+def test_write_images_goes_to_tensorboard_only_when_enabled(tmp_path):
+  import numpy as np
+
+  from semdepth_jax.train.logging import MetricWriter
+
+  calls = []
+
+  class FakeTB:
+    def add_image(self, tag, img, step, dataformats):
+      calls.append((tag, img.shape, img.dtype, step, dataformats))
+
+    def close(self):
+      pass
+
+  w = MetricWriter(tmp_path, tensorboard=False)
+  assert not w.writes_images
+  w.write_images(1, {"a": np.zeros((2, 3, 3), np.uint8)})  # no TensorBoard: nothing to call.
+  w._tb = FakeTB()
+  assert w.writes_images
+  w.write_images(7, {"examples/0": np.zeros((2, 3, 3), np.uint8)}, prefix="eval/")
+  assert calls == [("eval/examples/0", (2, 3, 3), np.uint8, 7, "HWC")]
+  w.close()
+  assert MetricWriter(tmp_path, enabled=False).writes_images is False

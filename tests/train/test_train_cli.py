@@ -100,6 +100,10 @@ def test_train_command_runs_and_resumes(tmp_path, capsys):
   assert sorted(os.listdir(tmp_path / "w" / "checkpoints")) == ["2"]
   saved = json.loads((tmp_path / "w" / "config.json").read_text())
   assert saved["data_dir"] == str(data_dir) and saved["stages"]["train"]["num_steps"] == 2
+  # The evaluation drew image summaries to TensorBoard (tags are stored as plain bytes in the events).
+  events = b"".join(p.read_bytes() for p in (tmp_path / "w" / "tb").rglob("events.out.tfevents.*"))
+  for i in range(3):
+    assert f"eval/examples/{i}".encode() in events
   # Re-running continues from the workdir: more steps on top of the checkpoint.
   assert (
     main_lib.main(argv[:-2] + ["--config.mesh_shape=(1, 1)", "--config.stages.train.num_steps=3"])
