@@ -40,7 +40,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from configs import common
-from semdepth_jax.train.config_utils import dataset_meta
+from semdepth_jax.data.meta import get_meta
 
 MODELS = ("unet", "scrx_rgb", "scrx_ohess", "cnn3d_s", "cnn3d_up", "cnn3d_up_do", "ssegdepnet")
 """Values of the ``model=`` preset argument."""
@@ -86,7 +86,7 @@ _RECALIBRATE_BN = {"paper": 0, "small": 20, "tiny": 2}
 
 
 def _max_depth(dataset: str) -> float:
-  return float(dataset_meta(dataset).max_depth or 80.0)
+  return float(get_meta(dataset).max_depth or 80.0)
 
 
 def unet_loss(dataset: str) -> dict:
@@ -96,7 +96,7 @@ def unet_loss(dataset: str) -> dict:
   plane 0 as in R0 (losses preset ``000_unet``); on other datasets class 0 is a real class, so ignored
   pixels are masked out instead.
   """
-  names = dataset_meta(dataset).class_names
+  names = get_meta(dataset).class_names
   mode = "plane0" if names and names[0] == "Miscellaneous" else "mask"
   return {"seg": {"type": "bce_onehot", "ignore_mode": mode, "keras_clip": True}}
 

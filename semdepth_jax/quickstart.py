@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from semdepth_jax.data.meta import get_meta
+
 DEFAULT_WORKDIR = os.path.join("runs", "quickstart")
 EVAL_SPLIT = "test"
 
@@ -86,9 +88,8 @@ def training_baselines(config, *, max_batches: int = 0) -> dict[str, Any]:
   Read at the evaluation resolution from the train split (no augmentation).
   """
   from semdepth_jax.data import pipeline
-  from semdepth_jax.train import config_utils
 
-  meta = config_utils.dataset_meta(config.dataset)
+  meta = get_meta(config.dataset)
   it = pipeline.make_eval_iterator(
     config.dataset,
     data_dir=config.data_dir or None,
@@ -132,11 +133,11 @@ def evaluate_with_baselines(
   import jax.numpy as jnp
 
   from semdepth_jax.data import pipeline
-  from semdepth_jax.train import config_utils, loop
+  from semdepth_jax.train import loop
   from semdepth_jax.train import mesh as mesh_lib
   from semdepth_jax.train import step as step_lib
 
-  meta = config_utils.dataset_meta(config.dataset)
+  meta = get_meta(config.dataset)
   base = training_baselines(config)
   mesh = mesh_lib.make_mesh(tuple(config.mesh_shape))
   num_classes = loop.resolved_num_classes(config)
@@ -193,10 +194,10 @@ def write_predictions(config, model, variables, out_dir: str, *, num_images: int
 
   from semdepth_jax import viz
   from semdepth_jax.data import pipeline
-  from semdepth_jax.train import config_utils, loop
+  from semdepth_jax.train import loop
   from semdepth_jax.train import step as step_lib
 
-  meta = config_utils.dataset_meta(config.dataset)
+  meta = get_meta(config.dataset)
   it = pipeline.make_eval_iterator(
     config.dataset,
     data_dir=config.data_dir or None,

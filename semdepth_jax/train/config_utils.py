@@ -82,25 +82,6 @@ def _convert(value: str, default: Any, where: str) -> Any:
   return value
 
 
-def dataset_meta(dataset: str):
-  """``semdepth_jax.data.meta.get_meta(dataset)``, falling back to the builder name without ``/config``.
-
-  (``synthetic_city/tiny`` -> ``synthetic_city``; ``nyu_depth_v2_labeled/13`` has its own entry.)
-
-  Raises:
-    KeyError: neither name is known (the message lists the known datasets).
-  """
-  from semdepth_jax.data import meta
-
-  try:
-    return meta.get_meta(dataset)
-  except KeyError:
-    base = dataset.split(":")[0].split("/")[0]
-    if base == dataset:
-      raise
-    return meta.get_meta(base)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # schema validation
 

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from semdepth_jax.data.meta import get_meta
 from semdepth_jax.train import checkpoint as ckpt_lib
 from semdepth_jax.train import config_utils, optim
 from semdepth_jax.train import logging as log_lib
@@ -121,7 +122,7 @@ def resolved_num_classes(config: Any) -> int:
   """``config.num_classes`` or, when None, the dataset's ``get_meta(dataset).num_classes``."""
   if config.num_classes is not None:
     return int(config.num_classes)
-  return config_utils.dataset_meta(config.dataset).num_classes
+  return get_meta(config.dataset).num_classes
 
 
 def model_kwargs(config: Any, stage_cfg: Any | None = None) -> dict[str, Any]:
@@ -189,7 +190,7 @@ def default_loss_builder(config: Any) -> Callable[[Any], step_lib.LossFn]:
   """``spec -> loss_fn`` with the dataset's ignore index and depth range (``losses.build_loss``)."""
   from semdepth_jax import losses
 
-  meta = config_utils.dataset_meta(config.dataset)
+  meta = get_meta(config.dataset)
 
   def build_loss(spec):
     return losses.build_loss(
@@ -207,7 +208,7 @@ def default_components(config: Any) -> Components:
   from semdepth_jax.data import pipeline
   from semdepth_jax.models import get_model
 
-  meta = config_utils.dataset_meta(config.dataset)
+  meta = get_meta(config.dataset)
   data_dir = config.data_dir or None
 
   def build_model(kwargs):
@@ -830,7 +831,7 @@ def _write_eval_images(config, writer, step, eval_model, state, comps) -> None:
   from semdepth_jax import viz
 
   try:
-    meta = config_utils.dataset_meta(config.dataset)
+    meta = get_meta(config.dataset)
   except KeyError:
     _log.info("no meta info for dataset %r: no image summaries", config.dataset)
     return
