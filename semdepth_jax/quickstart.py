@@ -189,15 +189,11 @@ def evaluate_with_baselines(
 
 def write_predictions(config, model, variables, out_dir: str, *, num_images: int = 4) -> list[str]:
   """Saves ``RGB | GT depth | predicted depth | GT labels | predicted labels`` PNGs of the test split."""
-  import jax
   from PIL import Image
 
-  from semdepth_jax import viz
   from semdepth_jax.data import pipeline
   from semdepth_jax.train import loop
-  from semdepth_jax.train import step as step_lib
 
-  meta = get_meta(config.dataset)
   it = pipeline.make_eval_iterator(
     config.dataset,
     data_dir=config.data_dir or None,
@@ -207,16 +203,7 @@ def write_predictions(config, model, variables, out_dir: str, *, num_images: int
     mode=config.eval.mode,
   )
   batch = next(iter(it))
-  dev = {k: jax.numpy.asarray(v) for k, v in step_lib.device_batch(batch).items()}
-  outputs, _ = jax.jit(lambda v, b: step_lib.apply_model(model, v, b, train=False))(variables, dev)
-  images = viz.summary_images(
-    batch,
-    jax.device_get(outputs),
-    meta,
-    depth_output=getattr(model, "depth_output", "metres"),
-    depth_norm=loop.depth_norm_of(config),
-    max_images=num_images,
-  )
+  images = loop.eval_summary_images(config, model, variables, batch, num_images)
   os.makedirs(out_dir, exist_ok=True)
   paths = []
   names = batch.get("file_name")

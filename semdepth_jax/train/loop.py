@@ -823,30 +823,50 @@ def _recalibrate_batch_stats(config, stage, state, shardings, comps, mesh, num_b
   return state.replace(batch_stats=mean)
 
 
-def _write_eval_images(config, writer, step, eval_model, state, comps) -> None:
-  """Draws the first ``config.eval.image_summaries`` evaluation examples to TensorBoard (viz.py panels).
+def eval_summary_images(
+  config, model, variables, host_batch, max_images: int
+) -> dict[str, np.ndarray]:
+  """``viz.summary_images`` panels for the first ``max_images`` examples of a host eval batch.
 
-  Skipped (with a log line) for datasets without meta info, e.g. the in-memory data of tests.
+  Args:
+    config: the run's config (dataset meta info and the depth normalisation come from it).
+    model: the evaluation model (its ``depth_output`` says how to convert depth to metres).
+    variables: ``{'params', 'batch_stats'}`` (host or device arrays).
+    host_batch: a numpy batch from the eval iterator.
+    max_images: number of examples drawn.
+
+  Returns:
+    ``{"examples/<i>": uint8 (H, W_total, 3)}``: RGB | GT depth | predicted depth | GT labels | predicted.
   """
   from semdepth_jax import viz
 
+  small = {k: np.asarray(v)[:max_images] for k, v in step_lib.device_batch(host_batch).items()}
+  outputs = jax.jit(lambda v, b: step_lib.apply_model(model, v, b, train=False)[0])(
+    variables, small
+  )
+  return viz.summary_images(
+    small,
+    jax.device_get(outputs),
+    get_meta(config.dataset),
+    depth_output=getattr(model, "depth_output", "metres"),
+    depth_norm=depth_norm_of(config),
+    max_images=max_images,
+  )
+
+
+def _write_eval_images(config, writer, step, eval_model, state, comps) -> None:
+  """Draws the first ``config.eval.image_summaries`` evaluation examples to TensorBoard.
+
+  Skipped (with a log line) for datasets without meta info, e.g. the in-memory data of tests.
+  """
   try:
-    meta = get_meta(config.dataset)
+    get_meta(config.dataset)
   except KeyError:
     _log.info("no meta info for dataset %r: no image summaries", config.dataset)
     return
-  n = int(config.eval.image_summaries)
   host = next(iter(comps.eval_iterator()))
-  small = {k: np.asarray(v)[:n] for k, v in step_lib.device_batch(host).items()}
-  variables = jax.device_get(state.variables())
-  outputs, _ = step_lib.apply_model(eval_model, variables, small, train=False)
-  images = viz.summary_images(
-    small,
-    jax.device_get(outputs),
-    meta,
-    depth_output=getattr(eval_model, "depth_output", "metres"),
-    depth_norm=depth_norm_of(config),
-    max_images=n,
+  images = eval_summary_images(
+    config, eval_model, jax.device_get(state.variables()), host, int(config.eval.image_summaries)
   )
   writer.write_images(step, images, prefix="eval/")
 
