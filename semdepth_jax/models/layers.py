@@ -39,6 +39,7 @@ scatter (gradient-of-convolution) reference.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -185,6 +186,7 @@ def conv_nd(
   padding: Sequence[tuple[int, int]],
   lhs_dilation: Sequence[int] | None = None,
   rhs_dilation: Sequence[int] | None = None,
+  feature_group_count: int = 1,
   precision: Any = None,
 ) -> Array:
   """Channels-last N-d convolution (cross-correlation) on ``lax.conv_general_dilated``.
@@ -201,6 +203,8 @@ def conv_nd(
     padding: explicit ``(before, after)`` pairs per spatial axis (may be negative = cropping).
     lhs_dilation: input dilation per axis (transposed convolution), default 1.
     rhs_dilation: kernel dilation per axis (atrous convolution), default 1.
+    feature_group_count: input/output channel groups (``C_in`` = depthwise); the kernel is then
+      (*kernel_size, C_in / groups, C_out).
     precision: passed to ``lax.conv_general_dilated``.
 
   Returns:
@@ -232,6 +236,7 @@ def conv_nd(
     lhs_dilation=lhs_dilation,
     rhs_dilation=rhs_dilation,
     dimension_numbers=_dimension_numbers(nd),
+    feature_group_count=int(feature_group_count),
     precision=precision,
   )
 
@@ -352,8 +357,10 @@ def conv_transpose_nd(
 class Conv(nn.Module):
   """N-d convolution (2-D NHWC or 3-D NDHWC) on ``lax.conv_general_dilated`` with Keras padding.
 
-  Parameters: ``kernel`` (*kernel_size, C_in, features) and ``bias`` (features,) (Keras defaults:
-  glorot_uniform kernel, zero bias).
+  Parameters: ``kernel`` (*kernel_size, C_in / feature_group_count, features) and ``bias`` (features,)
+  (Keras defaults: glorot_uniform kernel, zero bias). ``feature_group_count = C_in = features`` is a
+  depthwise convolution (:func:`depthwise_conv`); PyTorch ``Conv2d(groups=g)`` weights (O, I/g, kH, kW)
+  map to this kernel by ``transpose(2, 3, 1, 0)``.
 
   Attributes:
     features: output channels.
@@ -361,6 +368,7 @@ class Conv(nn.Module):
     strides: int or one per spatial axis.
     padding: ``'same'`` (Keras/TF rule, see :func:`keras_same_padding`), ``'valid'``, or explicit pairs.
     kernel_dilation: int or one per axis (atrous convolution).
+    feature_group_count: channel groups; ``C_in`` and ``features`` must be divisible by it.
     use_bias: add a bias (Keras default True).
     kernel_init: kernel initialiser.
     bias_init: bias initialiser.
@@ -374,6 +382,7 @@ class Conv(nn.Module):
   strides: int | Sequence[int] = 1
   padding: PaddingLike = "same"
   kernel_dilation: int | Sequence[int] = 1
+  feature_group_count: int = 1
   use_bias: bool = True
   kernel_init: Initializer = glorot_uniform
   bias_init: Initializer = zeros
@@ -392,7 +401,7 @@ class Conv(nn.Module):
       (B, *out_spatial, features) in ``dtype``.
 
     Raises:
-      ValueError: ``x`` has the wrong rank.
+      ValueError: ``x`` has the wrong rank, or channels not divisible by ``feature_group_count``.
     """
     ksize = tuple(int(k) for k in self.kernel_size)
     nd = len(ksize)
@@ -400,10 +409,16 @@ class Conv(nn.Module):
       raise ValueError(
         f"layers.Conv: a {nd}-D kernel needs input (B, *{nd} spatial, C), got shape {x.shape}"
       )
+    groups = int(self.feature_group_count)
+    if groups < 1 or x.shape[-1] % groups or self.features % groups:
+      raise ValueError(
+        f"layers.Conv: input channels {x.shape[-1]} and features {self.features} must be divisible "
+        f"by feature_group_count={groups}"
+      )
     strides = _as_tuple(self.strides, nd, "strides")
     dilation = _as_tuple(self.kernel_dilation, nd, "kernel_dilation")
     kernel = self.param(
-      "kernel", self.kernel_init, (*ksize, x.shape[-1], self.features), self.param_dtype
+      "kernel", self.kernel_init, (*ksize, x.shape[-1] // groups, self.features), self.param_dtype
     )
     pads = conv_padding(self.padding, x.shape[1:-1], ksize, strides, dilation)
     y = conv_nd(
@@ -412,6 +427,7 @@ class Conv(nn.Module):
       strides=strides,
       padding=pads,
       rhs_dilation=dilation,
+      feature_group_count=groups,
       precision=self.precision,
     )
     if self.use_bias:
@@ -550,18 +566,118 @@ def resize_bilinear(x: Array, size: Sequence[int]) -> Array:
   ).astype(x.dtype)
 
 
-def keras_batch_norm(
-  train: bool, *, dtype: Dtype = jnp.float32, name: str | None = None
-) -> nn.BatchNorm:
-  """Per-channel BatchNorm with Keras defaults (momentum 0.99, epsilon 1e-3; model_spec §1.0, §13).
+@dataclasses.dataclass(frozen=True)
+class BatchNormSpec:
+  """How a model's BatchNorm layers behave (hashable, so it can be a linen module attribute).
 
-  Statistics are over every axis but the last (channels), updated only when ``train`` (then the caller
-  must pass ``mutable=['batch_stats']``); at evaluation the running averages are used.
+  Attributes:
+    momentum: Flax convention, ``running = momentum * running + (1 - momentum) * batch``. PyTorch's
+      ``momentum=0.1`` is Flax 0.9; Keras' 0.99 is the same number in both.
+    epsilon: added to the variance (Keras 1e-3, PyTorch / timm 1e-5, Caffe 1e-5).
+    frozen: inference statistics in training too and no affine update (DeepLab-v2 with batch 3, model_spec
+      §3.1): the layer's ``scale``/``bias`` live in the ``batch_stats`` collection next to ``mean``/``var``,
+      so no optimiser (nor weight decay) ever touches them.
   """
+
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  frozen: bool = False
+
+
+KERAS_BN = BatchNormSpec(momentum=KERAS_BN_MOMENTUM, epsilon=KERAS_BN_EPSILON)
+"""Keras ``BatchNormalization`` defaults (paper 000, model_spec §1.0, §13)."""
+
+TORCH_BN = BatchNormSpec(momentum=0.9, epsilon=1e-5)
+"""PyTorch ``nn.BatchNorm2d`` defaults (``momentum=0.1`` in PyTorch's convention; torchvision, timm)."""
+
+FROZEN_BN = BatchNormSpec(momentum=0.9, epsilon=1e-5, frozen=True)
+"""Frozen BatchNorm with Caffe / PyTorch epsilon (DeepLab-v2, model_spec §3.1)."""
+
+
+class FrozenBatchNorm(nn.Module):
+  """Per-channel affine normalisation with fixed statistics: ``(x - mean) / sqrt(var + eps) * scale + bias``.
+
+  Every variable (``mean``, ``var``, ``scale``, ``bias``; shape (C,)) is in ``batch_stats`` and is never
+  updated, in training or evaluation; initial values are those of a fresh BatchNorm (0, 1, 1, 0) until
+  pretrained statistics are loaded.
+
+  Attributes:
+    epsilon: added to the variance.
+    dtype: computation dtype.
+  """
+
+  epsilon: float = 1e-5
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """(..., C) -> (..., C)."""
+    c = x.shape[-1]
+    init = {"mean": jnp.zeros, "var": jnp.ones, "scale": jnp.ones, "bias": jnp.zeros}
+    v = {k: self.variable("batch_stats", k, fn, (c,), jnp.float32).value for k, fn in init.items()}
+    mul = v["scale"] * lax.rsqrt(v["var"] + self.epsilon)
+    add = v["bias"] - v["mean"] * mul
+    return (x.astype(jnp.float32) * mul + add).astype(self.dtype)
+
+
+def batch_norm(
+  train: bool,
+  spec: BatchNormSpec = KERAS_BN,
+  *,
+  dtype: Dtype = jnp.float32,
+  name: str | None = None,
+) -> nn.Module:
+  """A per-channel BatchNorm configured by ``spec`` (statistics over every axis but the last).
+
+  Trainable specs give ``flax.linen.BatchNorm`` (``params``: scale, bias; ``batch_stats``: mean, var),
+  using batch statistics and updating the running ones when ``train`` (then the caller passes
+  ``mutable=['batch_stats']``); frozen specs give :class:`FrozenBatchNorm`. Both name their variables
+  ``scale``, ``bias``, ``mean``, ``var``, so weight converters address them the same way.
+  """
+  if spec.frozen:
+    return FrozenBatchNorm(epsilon=spec.epsilon, dtype=dtype, name=name)
   return nn.BatchNorm(
     use_running_average=not train,
-    momentum=KERAS_BN_MOMENTUM,
-    epsilon=KERAS_BN_EPSILON,
+    momentum=spec.momentum,
+    epsilon=spec.epsilon,
+    dtype=dtype,
+    name=name,
+  )
+
+
+def keras_batch_norm(
+  train: bool, *, dtype: Dtype = jnp.float32, name: str | None = None
+) -> nn.Module:
+  """:func:`batch_norm` with Keras defaults (momentum 0.99, epsilon 1e-3; model_spec §1.0, §13)."""
+  return batch_norm(train, KERAS_BN, dtype=dtype, name=name)
+
+
+def depthwise_conv(
+  features: int,
+  kernel_size: Sequence[int],
+  *,
+  strides: int | Sequence[int] = 1,
+  padding: PaddingLike = "same",
+  kernel_dilation: int | Sequence[int] = 1,
+  use_bias: bool = True,
+  kernel_init: Initializer = glorot_uniform,
+  dtype: Dtype = jnp.float32,
+  name: str | None = None,
+) -> Conv:
+  """A depthwise :class:`Conv` (one filter per input channel; ``features`` = input channels).
+
+  Kernel (*kernel_size, 1, features); PyTorch ``Conv2d(C, C, k, groups=C)`` weights (C, 1, kH, kW) map to it
+  by ``transpose(2, 3, 1, 0)``.
+  """
+  return Conv(
+    features,
+    kernel_size,
+    strides=strides,
+    padding=padding,
+    kernel_dilation=kernel_dilation,
+    feature_group_count=features,
+    use_bias=use_bias,
+    kernel_init=kernel_init,
     dtype=dtype,
     name=name,
   )

@@ -366,3 +366,106 @@ def test_bf16_compute_dtype():
   assert v["params"]["kernel"].dtype == jnp.float32
   assert m.apply(v, jnp.ones((1, 4, 4, 2))).dtype == jnp.bfloat16
   assert isinstance(m, nn.Module)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Grouped / depthwise convolution and configurable / frozen BatchNorm.
+# ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+  "groups,cin,cout,strides,dilation",
+  [(1, 4, 6, 1, 1), (2, 4, 6, 1, 1), (4, 4, 4, 2, 1), (6, 6, 6, 1, 2), (3, 6, 9, 2, 1)],
+)
+def test_grouped_conv_matches_per_group_numpy(groups, cin, cout, strides, dilation):
+  x = rand(2, 9, 7, cin)
+  conv = layers.Conv(
+    cout, (3, 3), strides=strides, kernel_dilation=dilation, feature_group_count=groups
+  )
+  variables = conv.init(key(0), jnp.asarray(x))
+  w = np.asarray(variables["params"]["kernel"])
+  assert w.shape == (3, 3, cin // groups, cout)
+  y = np.asarray(conv.apply(variables, jnp.asarray(x)))
+  # Reference: each group is an ordinary convolution of its input slice with its output slice.
+  k_eff = 2 * dilation + 1
+  w_dil = np.zeros((k_eff, k_eff, cin // groups, cout), np.float32)
+  w_dil[::dilation, ::dilation] = w
+  pads = [tf_same_pads(n, k_eff, strides) for n in x.shape[1:3]]
+  gi, go = cin // groups, cout // groups
+  ref = np.concatenate(
+    [
+      np_correlate(
+        x[..., g * gi : (g + 1) * gi], w_dil[..., g * go : (g + 1) * go], pads, (strides,) * 2
+      )
+      for g in range(groups)
+    ],
+    axis=-1,
+  )
+  np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_conv_is_one_filter_per_channel():
+  x = rand(1, 6, 5, 3)
+  conv = layers.depthwise_conv(3, (3, 3), use_bias=False)
+  variables = conv.init(key(1), jnp.asarray(x))
+  w = np.asarray(variables["params"]["kernel"])
+  assert w.shape == (3, 3, 1, 3)
+  y = np.asarray(conv.apply(variables, jnp.asarray(x)))
+  for c in range(3):
+    ref = np_correlate(x[..., c : c + 1], w[..., :, c : c + 1], [(1, 1), (1, 1)])
+    np.testing.assert_allclose(y[..., c : c + 1], ref, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="divisible by feature_group_count"):
+    layers.Conv(4, (3, 3), feature_group_count=3).init(key(0), jnp.zeros((1, 4, 4, 3)))
+
+
+def test_batch_norm_spec_constants():
+  bn = layers.batch_norm(True, layers.TORCH_BN)
+  assert (bn.momentum, bn.epsilon, bn.use_running_average) == (0.9, 1e-5, False)
+  assert isinstance(layers.batch_norm(True, layers.FROZEN_BN), layers.FrozenBatchNorm)
+
+
+def test_frozen_batch_norm_uses_stored_statistics_and_never_changes():
+  import optax
+
+  from semdepth_jax.train import step as step_lib
+  from semdepth_jax.train.state import create_state
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, image, *, train=False):
+      x = layers.Conv(4, (3, 3), name="conv")(image)
+      x = layers.batch_norm(train, layers.FROZEN_BN, name="bn")(x)
+      return {"depth": layers.Conv(1, (1, 1), name="out")(x)}
+
+  x = rand(2, 6, 5, 3)
+  net = Net()
+  variables = net.init(key(0), jnp.asarray(x))
+  assert set(variables["batch_stats"]["bn"]) == {"mean", "var", "scale", "bias"}
+  assert "bn" not in variables["params"]
+  stats = {
+    k: jnp.asarray(RNG.uniform(0.5, 2.0, size=(4,)).astype(np.float32))
+    for k in ("mean", "var", "scale", "bias")
+  }
+  variables = {"params": variables["params"], "batch_stats": {"bn": stats}}
+  # Same (stored-statistics) output in train and eval mode, equal to the hand formula.
+  h = np.asarray(layers.Conv(4, (3, 3)).apply({"params": variables["params"]["conv"]}, x))
+  s = {k: np.asarray(v) for k, v in stats.items()}
+  ref = (h - s["mean"]) / np.sqrt(s["var"] + 1e-5) * s["scale"] + s["bias"]
+  bn_out = layers.FrozenBatchNorm().apply({"batch_stats": stats}, jnp.asarray(h))
+  np.testing.assert_allclose(np.asarray(bn_out), ref, rtol=1e-5, atol=1e-5)
+
+  # A train step with SGD + decoupled weight decay moves the convolutions, not the frozen layer.
+  def loss_fn(outputs, batch):
+    return jnp.mean((outputs["depth"][..., 0] - batch["depth"]) ** 2), {}
+
+  tx = optax.chain(optax.add_decayed_weights(0.1), optax.sgd(0.1))
+  state = create_state(
+    variables["params"], variables["batch_stats"], tx.init(variables["params"]), key(1), 0
+  )
+  step_fn = jax.jit(step_lib.make_train_step(net, loss_fn, tx))
+  batch = {"image": jnp.asarray(x), "depth": jnp.ones((2, 6, 5))}
+  new_state, metrics = step_fn(state, batch)
+  assert bool(metrics["finite"])
+  for k in stats:
+    np.testing.assert_array_equal(np.asarray(new_state.batch_stats["bn"][k]), s[k])
+  assert not np.allclose(
+    np.asarray(new_state.params["conv"]["kernel"]), np.asarray(state.params["conv"]["kernel"])
+  )
