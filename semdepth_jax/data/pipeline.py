@@ -375,33 +375,41 @@ def _builder_class_or_none(dataset: str):
 def builder_class(dataset: str):
   """The TFDS builder class of ``dataset`` (``name``, ``name/config``, ``name:version``).
 
-  Project builders are imported through ``data_builders.get_builder_class`` (which registers them with
-  TFDS); any other builder already registered with TFDS (e.g. one defined in a test) is accepted too.
+  Only this project's builders (``data_builders.DATASETS``, plus any added with
+  ``data_builders.register_builder``) are used: a stock TFDS dataset of the same name is never touched (it
+  would try to download).
 
   Raises:
-    KeyError: unknown dataset; the message lists the project's builders.
+    KeyError: unknown dataset; the message lists the project's datasets.
   """
-  import tensorflow_datasets as tfds
-
   import data_builders
 
-  base = dataset.split(":")[0].split("/")[0]
-  if base in data_builders.BUILDER_MODULES:
-    return data_builders.get_builder_class(dataset)
-  try:
-    return tfds.builder_cls(base)
-  except Exception:  # tfds raises DatasetNotFoundError (a private subclass of Exception).
-    raise KeyError(
-      f"unknown dataset {dataset!r}; known: {', '.join(data_builders.known_builders())}"
-    ) from None
+  return data_builders.get_builder_class(dataset)
 
 
 def get_builder(dataset: str, data_dir: str | None = None, **builder_kwargs):
-  """Instantiates the TFDS builder of ``dataset`` on ``data_dir`` (default: TFDS's data dir)."""
-  import tensorflow_datasets as tfds
+  """Instantiates the project's TFDS builder of ``dataset`` (``name[/config][:version]``) on ``data_dir``.
 
-  builder_class(dataset)
-  return tfds.builder(dataset, data_dir=data_dir or default_data_dir(), **builder_kwargs)
+  The class comes from :func:`builder_class` (never TFDS's catalogue); ``data_dir`` defaults to TFDS's.
+
+  Raises:
+    KeyError: unknown dataset (lists the project's datasets).
+    ValueError: unknown config of a known dataset (lists its configs).
+  """
+  cls = builder_class(dataset)
+  name, _, version = dataset.partition(":")
+  _, _, config = name.partition("/")
+  kwargs = dict(builder_kwargs)
+  if config:
+    names = [c.name for c in (getattr(cls, "BUILDER_CONFIGS", None) or [])]
+    if config not in names:
+      raise ValueError(
+        f"dataset {name.split('/')[0]!r} has no config {config!r}; configs: {', '.join(names) or 'none'}"
+      )
+    kwargs.setdefault("config", config)
+  if version:
+    kwargs.setdefault("version", version)
+  return cls(data_dir=data_dir or default_data_dir(), **kwargs)
 
 
 def _prepared_builder(dataset: str, data_dir: str | None):

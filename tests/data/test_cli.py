@@ -8,6 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+import data_builders
 from data_builders import common
 from semdepth_jax import main as main_lib
 from semdepth_jax import viz
@@ -51,6 +52,10 @@ class SemdepthCliTestDs(tfds.core.GeneratorBasedBuilder):
           source=f"test {i}",
         ),
       )
+
+
+# Test builders are not part of the project's dataset list: register them explicitly.
+data_builders.register_builder(NAME, SemdepthCliTestDs)
 
 
 def run(argv, capsys):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+import data_builders
 from data_builders import common
 from semdepth_jax.data import pipeline
 from semdepth_jax.data import transforms as tr
@@ -324,6 +325,10 @@ class SemdepthPipelineTestDs(tfds.core.GeneratorBasedBuilder):
 
 
 NAME = "semdepth_pipeline_test_ds"
+
+
+# Test builders are not part of the project's dataset list: register them explicitly.
+data_builders.register_builder(NAME, SemdepthPipelineTestDs)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from scipy import io as sio
 
 from data_builders.camvid import camvid_dataset_builder as cb
 from data_builders.nyu_depth_v2_labeled import nyu_depth_v2_labeled_dataset_builder as nb
+from data_builders.replica import meta as replica_meta
 from data_builders.replica import replica_dataset_builder as rb
 from semdepth_jax.data import meta
 
@@ -65,9 +66,9 @@ def test_replica_units_labels_intrinsics(replica, shared_data):
   np.testing.assert_array_equal(seg == 255, raw_sem == 0)
   np.testing.assert_array_equal(seg[raw_sem > 0], raw_sem[raw_sem > 0].astype(int) - 1)
   assert set(np.unique(seg)) <= set(range(101)) | {255}
-  np.testing.assert_allclose(ex["intrinsics"], meta.REPLICA_INTRINSICS)
+  np.testing.assert_allclose(ex["intrinsics"], replica_meta.INTRINSICS)
   names = json.loads((root / "classes_replica.json").read_text())
-  assert names[str(seg[raw_sem > 0][0] + 1)] == meta.REPLICA_CLASS_NAMES[seg[raw_sem > 0][0]]
+  assert names[str(seg[raw_sem > 0][0] + 1)] == replica_meta.CLASS_NAMES[seg[raw_sem > 0][0]]
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from data_builders import common, get_builder_class
+from data_builders.replica import meta as replica_meta
 from data_builders.replica import replica_dataset_builder as rb
 from semdepth_jax.data import meta
 
@@ -36,7 +37,7 @@ def _write_scene(root, stems, seed=0):
     _png(root / "depth_mm" / f"{stem}.png", depth)
     _png(root / "semantic_class" / f"{stem}.png", labels)
     frames[stem] = (rgb, depth, labels)
-  names = {str(i + 1): n for i, n in enumerate(meta.REPLICA_CLASS_NAMES)}
+  names = {str(i + 1): n for i, n in enumerate(replica_meta.CLASS_NAMES)}
   (root / "classes_replica.json").write_text(json.dumps(names))
   return frames
 
@@ -101,7 +102,7 @@ def test_default_config_splits_at_frame_60(tmp_path):
 
 
 def test_native_size_gets_native_intrinsics_and_other_aspect_gets_zeros():
-  assert common.scaled_intrinsics(meta.get_meta("replica"), 680, 1200) == meta.REPLICA_INTRINSICS
+  assert common.scaled_intrinsics(meta.get_meta("replica"), 680, 1200) == replica_meta.INTRINSICS
   assert common.scaled_intrinsics(meta.get_meta("replica"), 480, 640) == (0.0, 0.0, 0.0, 0.0)
 
 
