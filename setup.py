@@ -53,6 +53,9 @@ setuptools.setup(
       "ipykernel>=6.29",
     ],
     "tf": ["tensorflow-cpu>=2.16"],
+    # Reference implementations for the parity tests and weight conversion from .pth files (CPU use).
+    # These pins are the releases whose wheels CI machines hold locally (no multi-GB download).
+    "parity": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0"],
   },
   entry_points={"console_scripts": ["semdepth=semdepth_jax.main:main"]},
 )

@@ -16,7 +16,7 @@ Masking conventions shared by all functions:
 
 The composer (:func:`build_loss`) turns a config mapping into ``loss_fn(outputs, batch) -> (total, aux)``;
 see its docstring for the schema, :data:`LOSS_REGISTRY` for the term names and :data:`PRESETS` for the
-papers' recipes. Sources (model_spec = ``/work/shared/docs/model_spec.md``): §1.1/§7.1 (paper 000),
+papers' recipes. Sources (model_spec = ``docs/model_spec.md``): §1.1/§7.1 (paper 000),
 §2.5/§7.3 (paper 001), §3.2/§7.2 (paper 002), §4.3/§4.4/§4.6/§7.4 (paper 003), §7.5 (paper 004), §11.
 """
 
