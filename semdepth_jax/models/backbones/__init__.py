@@ -33,7 +33,7 @@ import jax.numpy as jnp
 class Preprocessing:
   """How an RGB image in [0, 1] becomes a backbone's input.
 
-  ``x = (image * input_scale)[..., channels] - mean) / std`` with ``channels`` reversed for ``'BGR'``.
+  ``x = ((image * input_scale)[..., order] - mean) / std`` with the channel order reversed for ``'BGR'``.
 
   Attributes:
     mean: per-channel mean in the *network's* channel order and value range (e.g. Caffe's BGR
