@@ -17,8 +17,9 @@ any other key):
   (default: replicate); ``compute_dtype`` float32/bfloat16; ``distributed`` (call
   ``jax.distributed.initialize()`` even without ``JAX_COORDINATOR_ADDRESS``).
 * ``checkpoint.{every_steps, keep, async_save}``; ``log_every_steps``; ``progress_bar``;
-  ``eval.{every_steps, at_stage_end, split, batch_size, max_batches, mode, image_size,
-  image_summaries}``.
+  ``eval.{every_steps, at_stage_end, split, batch_size, max_batches, protocol, image_size,
+  image_summaries}`` (evaluation runs ``semdepth_jax.evaluate.Evaluation``, the same path as
+  ``semdepth evaluate``).
 """
 
 from __future__ import annotations
@@ -171,8 +172,8 @@ def base_config() -> ml_collections.ConfigDict:
       "split": "validation",
       "batch_size": 8,
       "max_batches": 0,  # 0 = the whole split.
-      "mode": "resize",
-      "image_size": config_dict.placeholder(tuple),  # None = config.image_size.
+      "protocol": "",  # depth protocol (semdepth_jax.metrics.PROTOCOLS); '' = the dataset's default.
+      "image_size": config_dict.placeholder(tuple),  # None = the stored size (metrics at GT resolution).
       "image_summaries": 3,  # examples drawn to TensorBoard at each evaluation; 0 = none.
     }
   )

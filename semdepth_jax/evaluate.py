@@ -34,6 +34,7 @@ settings; and ``metrics.md``, the same as Markdown tables.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -42,11 +43,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from semdepth_jax import metrics
+from semdepth_jax.models import contract
 
 _log = logging.getLogger(__name__)
 
@@ -272,6 +275,257 @@ def _split_base(split: str) -> str:
   return split.split("[")[0]
 
 
+PROTOCOL_DATASETS: dict[str, tuple[str, ...]] = {
+  "nyu_": ("nyu_depth_v2_labeled", "nyu_depth_v2", "sun_rgbd", "scannet"),
+  "kitti_": ("kitti_depth",),
+  "p1_hybridnet": ("cityscapes", "sun_rgbd"),
+}
+"""Protocol name prefix -> the datasets it was defined for (crops and caps are tied to their cameras)."""
+
+
+def protocol_mismatch(protocol: metrics.Protocol, dataset: str) -> str | None:
+  """A warning when ``protocol`` belongs to other datasets than ``dataset``, else None.
+
+  E.g. ``nyu_eigen`` on ``synthetic_city``: its crop and 10 m cap describe the NYU Kinect frames.
+  """
+  base = dataset.split(":")[0].split("/")[0]
+  for prefix, datasets in PROTOCOL_DATASETS.items():
+    if protocol.name.startswith(prefix) and base not in datasets:
+      return (
+        f"protocol {protocol.name!r} was defined for {', '.join(datasets)}, not {base!r}: its crop, depth "
+        f"caps and clamp may not fit this data (the default protocol of {base!r} is "
+        f"{metrics.dataset_protocol(_meta_of(dataset)).name!r})"
+      )
+  return None
+
+
+def _meta_of(dataset: str):
+  from semdepth_jax.data.meta import get_meta
+
+  return get_meta(dataset)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+  """What one evaluation measures: which data, how predictions are made, how they are scored.
+
+  Attributes:
+    split: split name or TFDS split expression (``test``, ``train[:10]``).
+    dataset: TFDS name (None = the training config's dataset).
+    protocol: standard-kind depth protocol name (None = the dataset's default, ``metrics.dataset_protocol``).
+    mode: ``'resize'`` (the image resized to the model input) or ``'tile'`` (tiles at training scale).
+    tta: ``None`` or ``'flip'`` (horizontal-flip averaging).
+    image_size: (H, W) to resize images and ground truth to first; None = the stored size (default: metrics
+      at the ground-truth resolution, as the field reports them).
+    batch_size: global batch (None = ``config.eval.batch_size``), rounded up to the mesh's data axis.
+    max_batches: stop after this many batches (0 = the whole split).
+  """
+
+  split: str
+  dataset: str | None = None
+  protocol: str | None = None
+  mode: str = "resize"
+  tta: str | None = None
+  image_size: tuple[int, int] | None = None
+  batch_size: int | None = None
+  max_batches: int = 0
+
+  def folder(self, protocol_name: str) -> str:
+    """Relative output folder, unique per setting: ``<split>/<protocol>/<mode>[+flip][@HxW][_first<N>]``."""
+    variant = self.mode + ("+flip" if self.tta == "flip" else "")
+    if self.image_size is not None:
+      variant += f"@{int(self.image_size[0])}x{int(self.image_size[1])}"
+    if self.max_batches:
+      variant += f"_first{int(self.max_batches)}batches"
+    parts = [_safe(self.split), _safe(protocol_name), variant]
+    if self.dataset:
+      parts.insert(0, _safe(self.dataset))
+    return os.path.join(*parts)
+
+
+class Evaluation:
+  """The one evaluation path: a model on a dataset split under a protocol, compiled once, run many times.
+
+  Training-time evaluation (``semdepth_jax.train.loop``), ``semdepth evaluate`` (:func:`evaluate_workdir`),
+  the quickstart (model and trivial baselines) and the notebook all run this class, so a checkpoint gets the
+  same numbers everywhere. Predictions come from ``predict.InferenceModel`` (the model's ``decode`` gives
+  metres and class probabilities, which are resized to the evaluated image size); the metrics are the
+  jitted, sharded accumulators of :class:`JointEvaluator` (every example counts once; padding zero times).
+
+  Args:
+    model: a registered model (model-family contract), or any module with the same call convention.
+    config: the training config (input size, dataset, data/eval settings, training augmentation).
+    settings: :class:`EvalSettings`.
+    mesh: the mesh to run on.
+    data_dir: TFDS data dir (None = ``config.data_dir`` or TFDS's default).
+    variables_shardings: shardings of the variables dict (default replicated).
+
+  Raises:
+    KeyError: unknown dataset or protocol.
+    ValueError: a split the dataset does not have, a non-standard protocol, bad settings.
+  """
+
+  def __init__(
+    self,
+    model: Any,
+    config: Any,
+    settings: EvalSettings,
+    *,
+    mesh: Any,
+    data_dir: str | None = None,
+    variables_shardings: Any = None,
+  ):
+    from semdepth_jax import predict
+    from semdepth_jax.train import loop
+
+    dataset = settings.dataset or config.dataset
+    meta = _meta_of(dataset)
+    if _split_base(settings.split) not in meta.splits:
+      raise ValueError(
+        f"dataset {meta.name!r} has no split {settings.split!r}; splits: {', '.join(meta.splits)}"
+      )
+    self.protocol = resolve_protocol(settings.protocol, meta)
+    self.warnings: list[str] = []
+    mismatch = protocol_mismatch(self.protocol, dataset)
+    if mismatch:
+      self.warnings.append(mismatch)
+    if settings.tta == "flip" and not bool(config.augment.get("flip", False)):
+      self.warnings.append(
+        "flip TTA on a model trained without horizontal-flip augmentation (config.augment.flip=False): "
+        "on scenes that are not left-right symmetric it can lower the scores"
+      )
+    for w in self.warnings:
+      _log.warning("%s", w)
+    self.settings = settings
+    self.config = config
+    self.dataset = dataset
+    self.meta = meta
+    self.data_dir = data_dir or config.data_dir or None
+    n_data = mesh.shape["data"]
+    bs = int(settings.batch_size or config.eval.batch_size)
+    self.batch_size = max(n_data, math.ceil(bs / n_data) * n_data)
+    self.inference = predict.InferenceModel(
+      model,
+      input_size=tuple(config.image_size),
+      mode=settings.mode,
+      tta=settings.tta,
+      train_resize=config.augment.get("resize", "cover"),
+    )
+    self.num_classes = loop.resolved_num_classes(config)
+    class_names = (
+      meta.class_names
+      if len(meta.class_names) == self.num_classes
+      else tuple(f"class_{i}" for i in range(self.num_classes))
+    )
+    evaluator = JointEvaluator(
+      self.protocol,
+      num_classes=self.num_classes,
+      class_names=class_names,
+      ignore_index=meta.ignore_index,
+    )
+    self._run = loop.make_evaluate_fn(
+      self.inference, evaluator, mesh, variables_shardings=variables_shardings
+    )
+
+  def iterator(self):
+    """A fresh padded eval iterator over the split (``pipeline.make_eval_iterator``)."""
+    from semdepth_jax.data import pipeline
+
+    size = self.settings.image_size
+    return pipeline.make_eval_iterator(
+      self.dataset,
+      data_dir=self.data_dir,
+      split=self.settings.split,
+      batch_size=self.batch_size,
+      image_size=None if size is None else tuple(size),
+      mode="resize",
+      num_threads=int(self.config.data.num_threads),
+      prefetch=int(self.config.data.prefetch),
+    )
+
+  def scalars(self, report: Mapping[str, Any]) -> dict[str, float]:
+    """:func:`report_scalars` (the training loop logs these)."""
+    return report_scalars(report)
+
+  def run(self, variables: Any) -> dict[str, Any]:
+    """Evaluates ``variables``; returns the report (see :func:`evaluate_workdir`) without run metadata."""
+    iterator = self.iterator()
+    try:
+      results = self._run(variables, iterator, int(self.settings.max_batches))
+    finally:
+      close = getattr(iterator, "close", None)
+      if callable(close):
+        close()
+    p = self.protocol
+    return {
+      "dataset": self.dataset,
+      "split": self.settings.split,
+      "num_examples": results.pop("num_examples"),
+      "protocol": {
+        "name": p.name,
+        "description": p.description,
+        "reproduces": p.reproduces,
+        "averaging": p.averaging,
+        "min_depth": p.min_depth,
+        "max_depth": p.max_depth,
+        "crop": p.crop,
+        "clip": list(p.accumulator().clip_range),
+        "units": dict(p.units or {}),
+      },
+      "settings": {
+        "model": type(self.inference.model).__name__,
+        "model_input_size": list(self.inference.input_size),
+        "mode": self.inference.mode,
+        "tta": self.inference.tta or "none",
+        "eval_image_size": None
+        if self.settings.image_size is None
+        else list(self.settings.image_size),
+        "batch_size": self.batch_size,
+        "max_batches": int(self.settings.max_batches),
+      },
+      "warnings": list(self.warnings),
+      **results,
+    }
+
+
+def report_scalars(report: Mapping[str, Any]) -> dict[str, float]:
+  """The report's headline numbers as one flat dict.
+
+  The protocol's depth keys and the segmentation metrics (``metrics.SEG_METRIC_KEYS``); heads that were not
+  evaluated are left out.
+  """
+  out = {k: float(v) for k, v in report.get("depth", {}).items() if v is not None}
+  seg = report.get("segmentation", {})
+  out.update({k: float(seg[k]) for k in metrics.SEG_METRIC_KEYS if k in seg})
+  return out
+
+
+class ConstantModel(nn.Module, contract.DepthSegModel):
+  """A trivial baseline: the same depth (metres) and the same class for every pixel.
+
+  Follows the model-family contract, so it is evaluated through exactly the same :class:`Evaluation` as a
+  trained model (the quickstart's "mean training depth" / "majority class" baselines).
+
+  Attributes:
+    depth: metres, predicted everywhere.
+    label: class id predicted everywhere.
+    num_classes: C.
+  """
+
+  depth: float
+  label: int
+  num_classes: int
+  depth_output: str = "metres"
+
+  @nn.compact
+  def __call__(self, image: jax.Array, labels: jax.Array | None = None, *, train: bool = False):
+    """(B, H, W, 3) -> ``{'depth': (B, H, W, 1), 'seg_logits': (B, H, W, C) one-hot * 10}``."""
+    del labels, train
+    b, h, w = image.shape[:3]
+    onehot = jax.nn.one_hot(jnp.full((b, h, w), self.label), self.num_classes, dtype=jnp.float32)
+    return {"depth": jnp.full((b, h, w, 1), self.depth, jnp.float32), "seg_logits": 10.0 * onehot}
+
+
 def evaluate_workdir(
   workdir: str | os.PathLike,
   *,
@@ -288,7 +542,7 @@ def evaluate_workdir(
   out_dir: str | os.PathLike | None = None,
   write: bool = True,
 ) -> dict[str, Any]:
-  """Evaluates a training workdir's checkpoint on a dataset split (see the module docstring).
+  """Evaluates a training workdir's checkpoint on a dataset split (:class:`Evaluation`).
 
   Args:
     workdir: training workdir.
@@ -297,13 +551,14 @@ def evaluate_workdir(
     split: split name or TFDS split expression (default ``config.eval.split``).
     protocol: standard-kind protocol name (default :func:`dataset_protocol`).
     tta: ``None``/``'none'`` or ``'flip'``.
-    tile: sliding-window tiles of the training size instead of resizing the image to it.
+    tile: tiles at the training scale instead of resizing the whole image to the model input.
     batch_size: global eval batch (default ``config.eval.batch_size``), rounded up to a multiple of the
       mesh's data axis.
     image_size: (H, W) to resize images and ground truth to before evaluating (default: stored size).
     data_dir: TFDS data dir (default ``config.data_dir`` or TFDS's).
     max_batches: stop after this many batches (0 = the whole split).
-    out_dir: where to write ``metrics.json`` / ``metrics.md`` (default ``workdir/eval/<split>``).
+    out_dir: where to write ``metrics.json`` / ``metrics.md`` (default
+      ``workdir/eval/<EvalSettings.folder>``, one folder per split, protocol, mode, TTA and size).
     write: write the files (False: only return the report).
 
   Returns:
@@ -315,8 +570,6 @@ def evaluate_workdir(
     ValueError: bad split, a non-standard protocol, bad sizes.
   """
   from semdepth_jax import predict
-  from semdepth_jax.data import pipeline
-  from semdepth_jax.train import loop
   from semdepth_jax.train import mesh as mesh_lib
 
   cfg = predict.load_config_for(workdir, config)
@@ -328,87 +581,46 @@ def evaluate_workdir(
     )
     mesh = mesh_lib.make_mesh((-1, 1))
   trained = predict.load_trained(workdir, step=step, config=cfg, mesh=mesh)
-  meta = trained.meta
-  proto = resolve_protocol(protocol, meta)
+  resolve_protocol(protocol, trained.meta)  # a bad --protocol is named before anything else
   split = split or cfg.eval.split
   if not split:
     raise ValueError("no split given and config.eval.split is empty; pass --split")
-  if _split_base(split) not in meta.splits:
-    raise ValueError(
-      f"dataset {meta.name!r} has no split {split!r}; splits: {', '.join(meta.splits)}"
-    )
-  n_data = mesh.shape["data"]
-  bs = int(batch_size or cfg.eval.batch_size)
-  bs = max(n_data, math.ceil(bs / n_data) * n_data)
-  data_dir = data_dir or cfg.data_dir or None
-  inf = trained.inference_model(mode="tile" if tile else "resize", tta=tta)
-  num_classes = trained.num_classes
-  class_names = (
-    meta.class_names
-    if len(meta.class_names) == num_classes
-    else tuple(f"class_{i}" for i in range(num_classes))
-  )
-  evaluator = JointEvaluator(
-    proto, num_classes=num_classes, class_names=class_names, ignore_index=meta.ignore_index
-  )
-  run = loop.make_evaluate_fn(inf, evaluator, mesh)
-  iterator = pipeline.make_eval_iterator(
-    cfg.dataset,
-    data_dir=data_dir,
+  settings = EvalSettings(
     split=split,
-    batch_size=bs,
+    protocol=protocol,
+    mode="tile" if tile else "resize",
+    tta=None if tta in (None, "none") else tta,
     image_size=None if image_size is None else tuple(image_size),
-    mode="resize",
-    num_threads=int(cfg.data.num_threads),
-    prefetch=int(cfg.data.prefetch),
+    batch_size=batch_size,
+    max_batches=int(max_batches),
   )
-  try:
-    results = run(trained.variables, iterator, int(max_batches))
-  finally:
-    close = getattr(iterator, "close", None)
-    if callable(close):
-      close()
-  report = {
-    "workdir": trained.workdir,
-    "step": trained.step,
-    "dataset": cfg.dataset,
-    "split": split,
-    "num_examples": results.pop("num_examples"),
-    "protocol": {
-      "name": proto.name,
-      "description": proto.description,
-      "reproduces": proto.reproduces,
-      "averaging": proto.averaging,
-      "min_depth": proto.min_depth,
-      "max_depth": proto.max_depth,
-      "crop": proto.crop,
-      "clip": list(proto.accumulator().clip_range),
-      "units": dict(proto.units or {}),
-    },
-    "settings": {
-      "model": cfg.model.name,
-      "model_input_size": list(trained.input_size),
-      "mode": inf.mode,
-      "tta": inf.tta or "none",
-      "eval_image_size": None if image_size is None else list(image_size),
-      "batch_size": bs,
-      "max_batches": int(max_batches),
-      "depth_output": trained.depth_output,
-      "depth_norm": trained.depth_norm,
-    },
-    **results,
-  }
+  evaluation = Evaluation(trained.model, cfg, settings, mesh=mesh, data_dir=data_dir)
+  results = evaluation.run(trained.variables)
+  results["settings"].update(
+    model=cfg.model.name, depth_output=trained.depth_output, depth_norm=trained.depth_norm
+  )
+  report = {"workdir": trained.workdir, "step": trained.step, **results}
   if write:
-    out = os.fspath(out_dir) if out_dir else os.path.join(trained.workdir, "eval", _safe(split))
-    os.makedirs(out, exist_ok=True)
-    jpath, mpath = os.path.join(out, "metrics.json"), os.path.join(out, "metrics.md")
-    with open(jpath, "w", encoding="utf-8") as f:
-      json.dump(_jsonable(report), f, indent=2)
-      f.write("\n")
-    with open(mpath, "w", encoding="utf-8") as f:
-      f.write(format_markdown(report))
-    report["files"] = [jpath, mpath]
+    out = (
+      os.fspath(out_dir)
+      if out_dir
+      else os.path.join(trained.workdir, "eval", settings.folder(evaluation.protocol.name))
+    )
+    report["files"] = write_report(report, out)
   return report
+
+
+def write_report(report: Mapping[str, Any], out_dir: str | os.PathLike) -> list[str]:
+  """Writes ``metrics.json`` and ``metrics.md`` into ``out_dir``; returns their paths."""
+  out = os.fspath(out_dir)
+  os.makedirs(out, exist_ok=True)
+  jpath, mpath = os.path.join(out, "metrics.json"), os.path.join(out, "metrics.md")
+  with open(jpath, "w", encoding="utf-8") as f:
+    json.dump(_jsonable({k: v for k, v in report.items() if k != "files"}), f, indent=2)
+    f.write("\n")
+  with open(mpath, "w", encoding="utf-8") as f:
+    f.write(format_markdown(report))
+  return [jpath, mpath]
 
 
 def _safe(split: str) -> str:

@@ -96,7 +96,6 @@ class TrainedModel:
     meta: ``DatasetMeta`` of ``config.dataset``.
     step: the checkpoint step.
     workdir: absolute path of the workdir.
-    depth_norm: metres, saturation distance of inverted normalised depth (None for metric models).
   """
 
   model: nn.Module
@@ -105,7 +104,6 @@ class TrainedModel:
   meta: Any
   step: int
   workdir: str
-  depth_norm: float | None
 
   @property
   def input_size(self) -> tuple[int, int]:
@@ -115,8 +113,18 @@ class TrainedModel:
 
   @property
   def depth_output(self) -> str:
-    """``'metres'`` or ``'inverted_normalised'`` (the model's ``depth_output`` attribute)."""
+    """Units of the model's raw depth (``semdepth_jax.models.contract.DEPTH_OUTPUTS``)."""
     return getattr(self.model, "depth_output", "metres")
+
+  @property
+  def depth_norm(self) -> float | None:
+    """Metres, saturation distance of inverted normalised depth (None for other units)."""
+    return getattr(self.model, "depth_norm", None)
+
+  @property
+  def trained_with_flips(self) -> bool:
+    """Whether training used horizontal-flip augmentation (flip TTA can hurt a model trained without)."""
+    return bool(self.config.augment.get("flip", False))
 
   @property
   def num_classes(self) -> int:
@@ -126,14 +134,16 @@ class TrainedModel:
     return loop.resolved_num_classes(self.config)
 
   def inference_model(self, mode: str = "resize", tta: str | None = None) -> InferenceModel:
-    """An :class:`InferenceModel` of this model (input size, depth units from the config)."""
+    """An :class:`InferenceModel` of this model at its training input size.
+
+    In tile mode the tiles show the scene at the training pipeline's scale (``config.augment.resize``).
+    """
     return InferenceModel(
       self.model,
       input_size=self.input_size,
-      depth_output=self.depth_output,
-      depth_norm=self.depth_norm,
       mode=mode,
       tta=tta,
+      train_resize=self.config.augment.get("resize", "cover"),
     )
 
 
@@ -241,7 +251,6 @@ def load_trained(
     meta=get_meta(config.dataset),
     step=step,
     workdir=workdir,
-    depth_norm=loop.depth_norm_of(config),
   )
 
 
@@ -257,6 +266,37 @@ def _resize_maps(x: jax.Array, size: tuple[int, int]) -> jax.Array:
   return jax.image.resize(x.astype(jnp.float32), shape, "linear", antialias=False)
 
 
+def training_tile_size(
+  input_size: tuple[int, int], image_size: tuple[int, int], train_resize: Any
+) -> tuple[int, int]:
+  """Tile (height, width) in pixels of an ``image_size`` image that shows the scene at training scale.
+
+  The training pipeline (``semdepth_jax.data.transforms.preprocess_train``) resizes each stored image by
+  ``augment.resize`` and then crops ``input_size``: with ``'cover'`` the image is scaled by
+  ``s = max(h_in / H, w_in / W)``, with ``(h, w)`` by ``(h / H, w / W)``, with ``None`` not at all. A tile of
+  ``input_size / s`` image pixels, resized to ``input_size``, therefore shows objects at the size the model
+  saw them. The result is clipped to the image; a tile as large as the image makes tiling the same as
+  resizing.
+
+  Args:
+    input_size: (h_in, w_in) the model input.
+    image_size: (H, W) of the image to tile.
+    train_resize: ``'cover'``, ``(h, w)`` or ``None``.
+
+  Returns:
+    (tile height, tile width) in image pixels, each >= 1 and <= the image's.
+  """
+  (hi, wi), (H, W) = input_size, image_size
+  if train_resize == "cover":
+    s = max(hi / H, wi / W)
+    sy = sx = s
+  elif train_resize is None:
+    sy = sx = 1.0
+  else:
+    sy, sx = float(train_resize[0]) / H, float(train_resize[1]) / W
+  return (max(1, min(H, round(hi / sy))), max(1, min(W, round(wi / sx))))
+
+
 class InferenceModel:
   """Wraps a trained model for images of any size; follows the models API (``apply``).
 
@@ -264,9 +304,12 @@ class InferenceModel:
   ``image`` (keys for the heads the model has):
 
   * ``mode='resize'``: the image is resized to ``input_size`` (bilinear, antialiased), the model runs, its
-    depth is converted to metres (``depth_bins.from_inverted_normalised`` for paper 000's output) and its
-    ``seg_logits`` to softmax probabilities, and both are resized bilinearly back to (H, W).
-  * ``mode='tile'``: the same per tile of ``input_size`` (``tiling.tiled_predict``; overlaps averaged).
+    raw outputs become metres and class probabilities through the model's ``decode``
+    (``semdepth_jax.models.contract``), and both are resized bilinearly back to (H, W).
+  * ``mode='tile'``: the same per tile of ``tile_size`` pixels of the image (``tiling.tiled_predict``;
+    overlaps averaged), each tile resized to ``input_size``. ``tile_size`` defaults to the size at which
+    the training pipeline showed the scene to the model (:func:`training_tile_size`), so objects appear at
+    the scale the model learnt; tiles of ``input_size`` pixels would magnify them.
   * ``tta='flip'``: horizontal-flip averaging (``tiling.flip_tta``), per tile in tile mode.
 
   ``apply(variables, image, labels=None, train=False, ...)`` returns the same as a model output dict
@@ -274,17 +317,19 @@ class InferenceModel:
   ``depth_output = 'metres'``, so the training code's evaluation (``loop.make_evaluate_fn``) runs it as is.
 
   Args:
-    model: linen module following the models API.
+    model: linen module following the model-family contract (``decode``, ``depth_output``).
     input_size: (height, width) the model was trained at.
-    depth_output: the model's depth units, ``'metres'`` or ``'inverted_normalised'``.
-    depth_norm: metres, saturation distance for ``inverted_normalised`` output.
     mode: ``'resize'`` or ``'tile'``.
     tta: ``None``/``'none'`` or ``'flip'``.
+    tile_size: (height, width) of a tile in image pixels (``mode='tile'``); default: from
+      ``train_resize`` (:func:`training_tile_size`).
+    train_resize: the training pipeline's ``augment.resize`` (``'cover'``, ``(h, w)`` or ``None``).
     pass_labels: pass ground-truth labels (resized nearest to the model input) to models whose call takes
       ``labels`` (default: detected from the signature, as in training).
 
   Raises:
-    ValueError: unknown mode / tta / depth_output, or inverted normalised output without ``depth_norm``.
+    ValueError: unknown mode / tta, or a model whose depth units cannot be decoded (e.g. inverted
+      normalised output without ``depth_norm``).
   """
 
   depth_output = "metres"
@@ -294,12 +339,13 @@ class InferenceModel:
     model: nn.Module,
     *,
     input_size: tuple[int, int],
-    depth_output: str = "metres",
-    depth_norm: float | None = None,
     mode: str = "resize",
     tta: str | None = None,
+    tile_size: tuple[int, int] | None = None,
+    train_resize: Any = None,
     pass_labels: bool | None = None,
   ):
+    from semdepth_jax.models import contract
     from semdepth_jax.train import step as step_lib
 
     if mode not in MODES:
@@ -307,17 +353,12 @@ class InferenceModel:
     tta = None if tta in (None, "none") else tta
     if tta not in (None, "flip"):
       raise ValueError(f"InferenceModel: tta must be one of {TTA_MODES}, got {tta!r}")
-    if depth_output not in ("metres", "inverted_normalised"):
-      raise ValueError(f"InferenceModel: unknown depth_output {depth_output!r}")
-    if depth_output == "inverted_normalised" and not depth_norm:
-      raise ValueError(
-        "InferenceModel: the model predicts inverted normalised depth; depth_norm (metres) is needed to "
-        "convert it (the config's loss term with target='inverted_normalised')"
-      )
+    kind, norm = contract.model_depth_units(model)
+    contract.check_depth_output(kind, norm, f"InferenceModel({type(model).__name__})")
     self.model = model
     self.input_size = (int(input_size[0]), int(input_size[1]))
-    self.model_depth_output = depth_output
-    self.depth_norm = depth_norm
+    self.tile_size = None if tile_size is None else (int(tile_size[0]), int(tile_size[1]))
+    self.train_resize = tuple(train_resize) if isinstance(train_resize, list) else train_resize
     self.mode = mode
     self.tta = tta
     self.pass_labels = step_lib.accepts_labels(model) if pass_labels is None else pass_labels
@@ -326,7 +367,7 @@ class InferenceModel:
     self, variables: Mapping[str, Any], image: jax.Array, labels: jax.Array | None = None
   ) -> tiling.Predictions:
     """One model pass for a (B, H, W, 3) image of any size; maps at (H, W) (no tiling, no TTA)."""
-    from semdepth_jax import depth_bins
+    from semdepth_jax.models import contract
     from semdepth_jax.train.step import resize_nearest_to
 
     B, H, W = image.shape[:3]
@@ -338,17 +379,15 @@ class InferenceModel:
     kwargs: dict[str, Any] = {"train": False}
     if self.pass_labels and lab is not None:
       kwargs["labels"] = lab.astype(jnp.int32)
-    out = self.model.apply(variables, x, **kwargs)
+    kind, norm = contract.model_depth_units(self.model)
+    decoded = contract.decode(
+      self.model.apply(variables, x, **kwargs), depth_output=kind, depth_norm=norm
+    )
     preds = {}
-    if "depth" in out:
-      d = out["depth"]
-      d = d[..., 0] if d.ndim == 4 else d
-      if self.model_depth_output == "inverted_normalised":
-        d = depth_bins.from_inverted_normalised(d, self.depth_norm)
-      preds["depth"] = _resize_maps(d.astype(jnp.float32), (H, W))
-    if "seg_logits" in out:
-      probs = jax.nn.softmax(out["seg_logits"].astype(jnp.float32), axis=-1)
-      preds["probs"] = _resize_maps(probs, (H, W))
+    if "depth" in decoded:
+      preds["depth"] = _resize_maps(decoded["depth"], (H, W))
+    if "seg_probs" in decoded:
+      preds["probs"] = _resize_maps(decoded["seg_probs"], (H, W))
     return preds
 
   def dense(
@@ -366,7 +405,10 @@ class InferenceModel:
         return tiling.flip_tta(single, x, lab)
 
     if self.mode == "tile":
-      return tiling.tiled_predict(fn, image, self.input_size, labels)
+      size = self.tile_size or training_tile_size(
+        self.input_size, tuple(image.shape[1:3]), self.train_resize
+      )
+      return tiling.tiled_predict(fn, image, size, labels)
     return dict(fn(image, labels))
 
   def __call__(

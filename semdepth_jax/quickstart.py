@@ -85,7 +85,8 @@ def quickstart_config(
 def training_baselines(config, *, max_batches: int = 0) -> dict[str, Any]:
   """Mean training depth (metres, over valid pixels) and the majority training class.
 
-  Read at the evaluation resolution from the train split (no augmentation).
+  Read at the stored resolution from the train split (no augmentation), the resolution the evaluation
+  scores at.
   """
   from semdepth_jax.data import pipeline
 
@@ -95,8 +96,9 @@ def training_baselines(config, *, max_batches: int = 0) -> dict[str, Any]:
     data_dir=config.data_dir or None,
     split=config.train_split,
     batch_size=config.eval.batch_size,
-    image_size=tuple(config.eval.image_size or config.image_size),
-    mode=config.eval.mode,
+    image_size=None,
+    num_threads=0,
+    prefetch=0,
   )
   depth_sum, depth_n = 0.0, 0
   hist = np.zeros(meta.num_classes, np.int64)
@@ -121,101 +123,99 @@ def training_baselines(config, *, max_batches: int = 0) -> dict[str, Any]:
 
 
 def evaluate_with_baselines(
-  config, model, variables, *, split: str = EVAL_SPLIT, max_batches: int = 0
-) -> dict[str, dict[str, float]]:
-  """Streaming metrics of ``model`` and of the two trivial baselines on ``split``.
+  config, workdir: str, *, split: str = EVAL_SPLIT, max_batches: int = 0
+) -> dict[str, Any]:
+  """The trained workdir and the two trivial baselines on ``split``, through the one evaluation path.
+
+  The model is evaluated by ``semdepth_jax.evaluate.evaluate_workdir`` (what ``semdepth evaluate --split
+  test`` runs; its report is written to ``workdir/eval/...``); the baselines are
+  ``evaluate.ConstantModel`` instances run by the same ``evaluate.Evaluation``, so every number comes from
+  the same accumulators, protocol and resolution.
 
   Returns:
-    ``{'model': metrics, 'mean_depth_baseline': depth metrics, 'majority_class_baseline': seg metrics,
-    'baselines': {...}}``.
+    ``{'model': flat metrics, 'baseline': flat metrics, 'baselines': training_baselines(), 'report': the
+    model's full report}``.
   """
-  import jax
-  import jax.numpy as jnp
-
-  from semdepth_jax.data import pipeline
+  from semdepth_jax import evaluate
   from semdepth_jax.train import loop
   from semdepth_jax.train import mesh as mesh_lib
+
+  report = evaluate.evaluate_workdir(
+    workdir, split=split, data_dir=config.data_dir or None, max_batches=max_batches
+  )
+  base = training_baselines(config)
+  constant = evaluate.ConstantModel(
+    depth=float(base["mean_depth"]),
+    label=int(base["majority_class"]),
+    num_classes=loop.resolved_num_classes(config),
+  )
+  settings = evaluate.EvalSettings(split=split, max_batches=max_batches)
+  mesh = mesh_lib.make_mesh(tuple(config.mesh_shape))
+  baseline = evaluate.Evaluation(constant, config, settings, mesh=mesh).run({})
+  return {
+    "model": evaluate.report_scalars(report),
+    "baseline": evaluate.report_scalars(baseline),
+    "baselines": base,
+    "report": report,
+  }
+
+
+def write_predictions(
+  config, model, variables, out_dir: str, *, num_images: int = 4, split: str = EVAL_SPLIT
+) -> list[str]:
+  """Saves one figure per test image: ground truth above the prediction, with colour bars and legends.
+
+  Predictions come from ``predict.InferenceModel`` (the model's ``decode``) at the stored image size, as the
+  evaluation scores them; figures are ``viz.example_grid`` rows (RGB | depth + colour bar in metres |
+  labels + legend of the classes present), like ``semdepth predict``'s ``<stem>_figure.png``.
+  """
+  import jax
+
+  from semdepth_jax import predict, viz
+  from semdepth_jax.data import pipeline
   from semdepth_jax.train import step as step_lib
 
   meta = get_meta(config.dataset)
-  base = training_baselines(config)
-  mesh = mesh_lib.make_mesh(tuple(config.mesh_shape))
-  num_classes = loop.resolved_num_classes(config)
-  evaluator = step_lib.StreamingEvaluator.for_model(
-    model, meta, num_classes=num_classes, depth_norm=loop.depth_norm_of(config)
-  )
-
-  def eval_iterator():
-    return pipeline.make_eval_iterator(
-      config.dataset,
-      data_dir=config.data_dir or None,
-      split=split,
-      batch_size=config.eval.batch_size,
-      image_size=tuple(config.eval.image_size or config.image_size),
-      mode=config.eval.mode,
-    )
-
-  run = loop.make_evaluate_fn(model, evaluator, mesh, compute_dtype=config.compute_dtype)
-  model_metrics = run(variables, eval_iterator(), max_batches)
-
-  # Baselines: constant predictions through the same accumulators (metres, full resolution).
-  const = step_lib.StreamingEvaluator(
-    num_classes=num_classes,
-    ignore_index=meta.ignore_index,
-    min_depth=meta.min_depth,
-    max_depth=meta.max_depth,
-    crop=meta.eval_crop,
-  )
-
-  @jax.jit
-  def update(acc, batch):
-    shape = batch["depth"].shape
-    outputs = {
-      "depth": jnp.full(shape + (1,), base["mean_depth"], jnp.float32),
-      "seg_logits": jax.nn.one_hot(
-        jnp.full(shape, base["majority_class"], jnp.int32), num_classes, dtype=jnp.float32
-      ),
-    }
-    return const.update(acc, outputs, batch)
-
-  acc = const.init()
-  for i, batch in enumerate(eval_iterator()):
-    if max_batches and i >= max_batches:
-      break
-    acc = update(acc, step_lib.device_batch(batch))
-  baseline_metrics = const.finish(acc)
-  return {"model": model_metrics, "baseline": baseline_metrics, "baselines": base}
-
-
-def write_predictions(config, model, variables, out_dir: str, *, num_images: int = 4) -> list[str]:
-  """Saves ``RGB | GT depth | predicted depth | GT labels | predicted labels`` PNGs of the test split."""
-  from PIL import Image
-
-  from semdepth_jax.data import pipeline
-  from semdepth_jax.train import loop
-
   it = pipeline.make_eval_iterator(
     config.dataset,
     data_dir=config.data_dir or None,
-    split=EVAL_SPLIT,
-    batch_size=config.eval.batch_size,
-    image_size=tuple(config.eval.image_size or config.image_size),
-    mode=config.eval.mode,
+    split=split,
+    batch_size=max(int(num_images), 1),
+    num_threads=0,
+    prefetch=0,
   )
   batch = next(iter(it))
-  images = loop.eval_summary_images(config, model, variables, batch, num_images)
+  inference = predict.InferenceModel(model, input_size=tuple(config.image_size))
+  dev = step_lib.device_batch(batch)
+  labels = dev.get("segmentation") if inference.pass_labels else None
+  preds = jax.device_get(jax.jit(inference.dense)(variables, dev["image"], labels))
   os.makedirs(out_dir, exist_ok=True)
   paths = []
-  names = batch.get("file_name")
-  for tag, img in images.items():
-    i = int(tag.split("/")[-1])
-    name = str(names[i]) if names is not None else f"{i:03d}"
-    # Upscale small images 3x (nearest) so the panels are easy to look at.
-    img = np.repeat(np.repeat(np.asarray(img, np.uint8), 3, axis=0), 3, axis=1)
-    path = os.path.join(out_dir, f"{name}.png")
-    Image.fromarray(img).save(path)
-    paths.append(path)
+  vmin, vmax = meta.depth_vis_range
+  for i in range(min(int(num_images), int(batch["mask"].sum()))):
+    name = str(batch["file_name"][i]) if "file_name" in batch else f"{i:03d}"
+    rows = [
+      {k: batch[k][i] for k in ("image", "depth", "segmentation", "has_depth", "has_segmentation")},
+      {
+        "image": batch["image"][i],
+        "depth": preds["depth"][i] if "depth" in preds else None,
+        "segmentation": np.argmax(preds["probs"][i], -1) if "probs" in preds else None,
+        "has_depth": "depth" in preds,
+        "has_segmentation": "probs" in preds,
+      },
+    ]
+    fig = viz.dataset_grid(
+      [{k: v for k, v in r.items() if v is not None} for r in rows],
+      meta,
+      titles=[f"{name}: ground truth", f"{name}: prediction"],
+      column_titles=("RGB", f"depth (fixed {vmin:g}-{vmax:g} m)", "labels"),
+    )
+    paths.append(viz.save_figure(fig, os.path.join(out_dir, f"{_safe_name(name)}.png")))
   return paths
+
+
+def _safe_name(name: str) -> str:
+  return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "image"
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
@@ -257,6 +257,7 @@ def run(
   data_dir: str | None = None,
   size: str = "small",
   steps: int | None = None,
+  seed: int = 0,
   overrides: Sequence[str] = (),
   num_images: int = 4,
 ) -> dict[str, Any]:
@@ -268,25 +269,29 @@ def run(
   from semdepth_jax.train import loop
 
   t0 = time.perf_counter()
-  config = quickstart_config(size, steps=steps, data_dir=data_dir, overrides=overrides)
+  config = quickstart_config(
+    size, steps=steps, data_dir=data_dir, overrides=[f"--config.seed={int(seed)}", *overrides]
+  )
   loop.ensure_dataset(config.dataset, config.data_dir or None)
-  t_data = time.perf_counter() - t0
+  timing = {"dataset": time.perf_counter() - t0}
   result = loop.train(config, workdir)
-  t_train = time.perf_counter() - t0 - t_data
+  timing.update({f"train_{k}": v for k, v in result.stage_seconds.items()})
+  t1 = time.perf_counter()
+  results = evaluate_with_baselines(config, workdir)
+  timing["evaluation"] = time.perf_counter() - t1
+  t1 = time.perf_counter()
   variables = result.state.variables()
-  results = evaluate_with_baselines(config, result.model, variables)
   paths = write_predictions(
     config, result.model, variables, os.path.join(workdir, "predictions"), num_images=num_images
   )
-  results["timing_s"] = {
-    "dataset": round(t_data, 1),
-    "train": round(t_train, 1),
-    "total": round(time.perf_counter() - t0, 1),
-  }
+  timing["predictions"] = time.perf_counter() - t1
+  timing["total"] = time.perf_counter() - t0
+  results["timing_s"] = {k: round(v, 1) for k, v in timing.items()}
   results["step"] = result.step
+  results["seed"] = int(seed)
   results["predictions"] = paths
   with open(os.path.join(workdir, "quickstart_results.json"), "w", encoding="utf-8") as f:
-    json.dump(results, f, indent=2, default=float)
+    json.dump({k: v for k, v in results.items() if k != "report"}, f, indent=2, default=float)
   return results
 
 
@@ -303,6 +308,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     "--size", default="small", choices=("small", "tiny"), help="model/resolution preset"
   )
   parser.add_argument("--steps", type=int, default=None, help="batches per stage (default: tuned)")
+  parser.add_argument("--seed", type=int, default=0, help="random seed (parameters, data order)")
   parser.set_defaults(func=main)
   return parser
 
@@ -313,7 +319,9 @@ def main(args: argparse.Namespace) -> int:
 
   setup_logging()
   try:
-    results = run(args.workdir, data_dir=args.data_dir, size=args.size, steps=args.steps)
+    results = run(
+      args.workdir, data_dir=args.data_dir, size=args.size, steps=args.steps, seed=args.seed
+    )
   except FloatingPointError as e:
     print(f"semdepth quickstart: {e}", file=sys.stderr)
     return 1

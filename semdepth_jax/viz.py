@@ -492,8 +492,6 @@ def summary_images(
   outputs: Mapping[str, Any],
   meta: DatasetMeta,
   *,
-  depth_output: str = "metres",
-  depth_norm: float | None = None,
   max_images: int = 3,
   cmap: str = DEFAULT_DEPTH_CMAP,
 ) -> dict[str, np.ndarray]:
@@ -507,17 +505,16 @@ def summary_images(
     batch: batch dict (numpy or jax): ``image`` (B, H, W, 3) in [0, 1], optional ``depth`` (B, H, W)
       metres, ``segmentation`` (B, H, W), ``has_depth``, ``has_segmentation``, ``mask`` (False rows are
       skipped).
-    outputs: model outputs: ``depth`` (B, h, w, 1) and/or ``seg_logits`` (B, h, w, C).
+    outputs: decoded predictions (``predict.InferenceModel.apply`` or a model's ``decode``): ``depth``
+      (B, h, w[, 1]) metres and/or ``seg_logits`` / ``seg_probs`` (B, h, w, C) class scores.
     meta: dataset meta info (palette, ignore index, depth range).
-    depth_output: ``'metres'`` or ``'inverted_normalised'`` (paper 000; converted with ``depth_norm``).
-    depth_norm: metres, for ``inverted_normalised``.
     max_images: at most this many examples.
     cmap: depth colour map.
 
   Returns:
     ``{"examples/<i>": uint8 (H, W_total, 3)}`` for ``add_image(..., dataformats="HWC")``.
   """
-  from semdepth_jax import depth_bins, metrics
+  from semdepth_jax import metrics
 
   image = _to_numpy(batch["image"])
   B, H, W = image.shape[:3]
@@ -528,11 +525,10 @@ def summary_images(
   if "depth" in outputs:
     d = _to_numpy(outputs["depth"]).astype(np.float32)
     d = d[..., 0] if d.ndim == 4 else d
-    if depth_output == "inverted_normalised":
-      d = np.asarray(depth_bins.from_inverted_normalised(d, depth_norm))
     pred_d = metrics.resize_prediction(d, (H, W), method="bilinear")
-  if "seg_logits" in outputs:
-    lab = np.argmax(_to_numpy(outputs["seg_logits"]), axis=-1)
+  scores = outputs.get("seg_logits", outputs.get("seg_probs"))
+  if scores is not None:
+    lab = np.argmax(_to_numpy(scores), axis=-1)
     pred_l = metrics.resize_prediction(lab, (H, W), method="nearest")
   vmin, vmax = meta.depth_vis_range
   grey = np.full((H, W, 3), 128, np.uint8)

@@ -61,6 +61,7 @@ def get_config(arg=None):
   c.stage_order = ("train",)
   c.eval.split = ""
   c.eval.batch_size = 8
+  c.augment.resize = None  # crops at the stored scale: tiles of the input size see the training scale
   c.progress_bar = False
   c.log_every_steps = 1
   c.checkpoint.async_save = False
@@ -175,7 +176,8 @@ def test_cli_writes_metrics_json_and_md(trained_workdir, tfds_dir, capsys):
   rc = main(["evaluate", "--workdir", str(trained_workdir), "--split", "validation",
              "--data_dir", str(tfds_dir)])  # fmt: skip
   assert rc == 0
-  out_dir = pathlib.Path(trained_workdir) / "eval" / "validation"
+  # One folder per split / protocol / mode, so variants do not overwrite each other.
+  out_dir = pathlib.Path(trained_workdir) / "eval" / "validation" / "dataset_synthetic_city" / "resize"
   report = json.loads((out_dir / "metrics.json").read_text())
   assert report["step"] == 2 and report["split"] == "validation" and report["num_examples"] == 8
   assert report["protocol"]["name"] == "dataset:synthetic_city"
@@ -393,7 +395,8 @@ def test_replica_train_evaluate_predict_score(shared_data, tmp_path, capsys):
 
   # Evaluate at the stored 680 x 1200 resolution (model input 32 x 48).
   assert main(["evaluate", "--workdir", str(workdir), "--split", "validation"]) == 0
-  report = json.loads((workdir / "eval" / "validation" / "metrics.json").read_text())
+  out_dir = workdir / "eval" / "validation" / "dataset_replica" / "resize"
+  report = json.loads((out_dir / "metrics.json").read_text())
   assert report["num_examples"] == 21 and report["step"] == 4
   assert report["protocol"]["name"] == "dataset:replica" and report["protocol"]["max_depth"] == 10.0
   assert all(np.isfinite(v) for v in report["depth"].values())

@@ -170,6 +170,7 @@ class ConstantInverted(nn.Module):
   """Predicts inverted normalised depth 0.25 everywhere at half resolution, and no segmentation."""
 
   depth_output: str = "inverted_normalised"
+  depth_norm: float | None = 80.0
 
   @nn.compact
   def __call__(self, image, *, train=False):
@@ -181,14 +182,12 @@ class ConstantInverted(nn.Module):
 def test_inverted_normalised_depth_is_converted_to_metres():
   model = ConstantInverted()
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))
-  inf = predict.InferenceModel(
-    model, input_size=(8, 8), depth_output="inverted_normalised", depth_norm=80.0
-  )
+  inf = predict.InferenceModel(model, input_size=(8, 8))
   out = inf.dense(variables, jnp.zeros((1, 13, 17, 3)))
   assert set(out) == {"depth"} and out["depth"].shape == (1, 13, 17)
   np.testing.assert_allclose(np.asarray(out["depth"]), 0.75 * 80.0, rtol=1e-6)
   with pytest.raises(ValueError, match="depth_norm"):
-    predict.InferenceModel(model, input_size=(8, 8), depth_output="inverted_normalised")
+    predict.InferenceModel(ConstantInverted(depth_norm=None), input_size=(8, 8))
 
 
 def test_parse_intrinsics():

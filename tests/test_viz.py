@@ -135,13 +135,10 @@ def test_summary_images_and_writer():
     "mask": np.asarray([True, False, True]),
     "has_depth": np.asarray([True, True, False]),
   }
-  pred = np.full((B, H // 2, W // 2, 1), 0.5, np.float32)  # inverted normalised 0.5 -> 40 m of 80
+  pred = np.full((B, H // 2, W // 2, 1), 40.0, np.float32)  # decoded predictions are metres
   logits = np.zeros((B, H // 2, W // 2, C), np.float32)
   logits[..., 3] = 1.0
-  images = viz.summary_images(
-    batch, {"depth": pred, "seg_logits": logits}, meta, depth_output="inverted_normalised",
-    depth_norm=80.0,
-  )  # fmt: skip
+  images = viz.summary_images(batch, {"depth": pred, "seg_logits": logits}, meta)
   assert sorted(images) == ["examples/0", "examples/2"]  # the padding example is skipped
   g = viz.SUMMARY_GAP
   img0 = images["examples/0"]

@@ -52,6 +52,7 @@ import jax.numpy as jnp
 
 from semdepth_jax.models import layers
 from semdepth_jax.models import ohess as ohess_lib
+from semdepth_jax.models.contract import DepthSegModel
 
 Array = jax.Array
 
@@ -82,7 +83,7 @@ def _conv3(features: int, dtype, name: str, padding: str = "same") -> layers.Con
   return layers.Conv(features, (3, 3, 3), padding=padding, dtype=dtype, name=name)
 
 
-class CNN3DS(nn.Module):
+class CNN3DS(nn.Module, DepthSegModel):
   """3D CNN-S: a LeNet-like 3-D depth CNN on the RGB+OHESS volume (paper 000; model_spec §1.3).
 
   Call: ``model.apply(variables, image, labels, train=..., mutable=['batch_stats'])``; OHESS planes come
@@ -100,6 +101,8 @@ class CNN3DS(nn.Module):
     depth_output: ``'inverted_normalised'`` (default; paper 000's [0, 1] target) or ``'metres'`` (a
       sigmoid head then needs ``max_depth``).
     max_depth: metres scale of a sigmoid head when ``depth_output='metres'``.
+    depth_norm: metres, saturation distance of ``'inverted_normalised'`` output (paper 000: the dataset's
+      ``max_depth``); read by ``decode`` (docs/model_spec.md §1.0).
     paper_output_size: bilinearly upsample the output to the input size (paper) instead of 46x78 (code).
     dtype: computation dtype.
   """
@@ -111,6 +114,7 @@ class CNN3DS(nn.Module):
   final_activation: str = "sigmoid"
   depth_output: str = "inverted_normalised"
   max_depth: float | None = None
+  depth_norm: float | None = None
   paper_output_size: bool = False
   dtype: Any = jnp.float32
 
@@ -162,7 +166,7 @@ class CNN3DS(nn.Module):
     return {"depth": depth, "aux": {}}
 
 
-class CNN3DUP(nn.Module):
+class CNN3DUP(nn.Module, DepthSegModel):
   """3D CNN-UP: 3-D conv encoder + 3-D transposed-conv decoder (paper 000's best; model_spec §1.4).
 
   Call: ``model.apply(variables, image, labels, train=..., mutable=['batch_stats'],
@@ -192,6 +196,8 @@ class CNN3DUP(nn.Module):
     depth_output: ``'metres'`` (default; fine with the ReLU head) or ``'inverted_normalised'`` (paper 000's
       target convention; its ReLU output is clipped to [0, 1] at evaluation as in the reference).
     max_depth: metres scale of a sigmoid head when ``depth_output='metres'``.
+    depth_norm: metres, saturation distance of ``'inverted_normalised'`` output (paper 000: the dataset's
+      ``max_depth``); read by ``decode`` (docs/model_spec.md §1.0).
     paper_output_size: bilinearly upsample the 184x312 output to the input size (paper's 320x192).
     conv_transpose_impl: implementation of the (1, 2, 2)-strided 3-D transposed convolutions,
       see :data:`semdepth_jax.models.layers.CONV_TRANSPOSE_IMPLS`; ``'depth_to_space'`` (default) ran the
@@ -211,6 +217,7 @@ class CNN3DUP(nn.Module):
   final_activation: str = "relu"
   depth_output: str = "metres"
   max_depth: float | None = None
+  depth_norm: float | None = None
   paper_output_size: bool = False
   conv_transpose_impl: str = "depth_to_space"
   dtype: Any = jnp.float32

@@ -783,8 +783,7 @@ class ResidualBlock(nn.Module):
     return nn.relu(s + y)
 
 
-DEPTH_OUTPUTS = ("metres", "inverted_normalised")
-"""What a depth head's ``depth`` output means: metres, or paper 000's inverted normalised depth in [0, 1]."""
+from semdepth_jax.models.contract import DEPTH_OUTPUTS  # noqa: E402  (the one definition of depth units)
 
 
 def depth_head_output(
@@ -801,8 +800,10 @@ def depth_head_output(
   Args:
     x: (B, h, w, 1) pre-activation.
     final_activation: ``'relu'``, ``'sigmoid'`` or ``'linear'``.
-    depth_output: ``'metres'`` or ``'inverted_normalised'`` (paper 000's target ``1 - min(d / d_sat, 1)``,
-      model_spec §1.0; conversion lives in the losses / depth_bins modules, not here).
+    depth_output: one of ``semdepth_jax.models.contract.DEPTH_OUTPUTS`` (``'metres'``, paper 000's
+      ``'inverted_normalised'`` ``1 - min(d / d_sat, 1)`` (docs/model_spec.md §1.0), or ``'log'``, natural log
+      of metres, which wants ``final_activation='linear'``); conversion to metres is the model's ``decode``
+      (``semdepth_jax.models.contract``), not here.
     max_depth: with ``'metres'`` and a sigmoid, the output is ``max_depth * sigmoid`` (metres); required
       then, ignored otherwise.
     out_size: if given, bilinear upsampling (``antialias=False``) to this (H, W), the paper's "bilinear

@@ -30,11 +30,12 @@ import jax.numpy as jnp
 
 from semdepth_jax.models import layers
 from semdepth_jax.models import ohess as ohess_lib
+from semdepth_jax.models.contract import DepthSegModel
 
 Array = jax.Array
 
 
-class SCRX(nn.Module):
+class SCRX(nn.Module, DepthSegModel):
   """SCRX depth network, RGB or RGB + OHESS input (paper 000; model_spec §1.2).
 
   Call: ``model.apply(variables, image, labels, train=..., mutable=['batch_stats'])``. With
@@ -55,6 +56,8 @@ class SCRX(nn.Module):
     depth_output: ``'inverted_normalised'`` (default: the sigmoid regresses paper 000's [0, 1] inverted
       normalised target) or ``'metres'`` (then a sigmoid head needs ``max_depth``).
     max_depth: metres scale of a sigmoid head when ``depth_output='metres'``.
+    depth_norm: metres, saturation distance of ``'inverted_normalised'`` output (paper 000: the dataset's
+      ``max_depth``); read by ``decode`` (docs/model_spec.md §1.0).
     paper_output_size: bilinearly upsample the 46x78 output to the input size (paper) instead of the
       code's raw output.
     dtype: computation dtype.
@@ -69,6 +72,7 @@ class SCRX(nn.Module):
   final_activation: str = "sigmoid"
   depth_output: str = "inverted_normalised"
   max_depth: float | None = None
+  depth_norm: float | None = None
   paper_output_size: bool = False
   dtype: Any = jnp.float32
 

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 
 from semdepth_jax.models import ohess as ohess_lib
 from semdepth_jax.models.cnn3d import CNN3DUP
+from semdepth_jax.models.contract import DepthSegModel
 from semdepth_jax.models.unet import UNet
 
 Array = jax.Array
@@ -46,7 +47,7 @@ STAGES = ("full", "seg")
 OHESS_SOURCES = ("unet", "gt")
 
 
-class SSegDepNet(nn.Module):
+class SSegDepNet(nn.Module, DepthSegModel):
   """SSegDep-Net (paper 000; model_spec §1.5), staged as described in the module docstring.
 
   Call: ``model.apply(variables, image, labels=None, train=..., mutable=['batch_stats'],
@@ -74,6 +75,8 @@ class SSegDepNet(nn.Module):
     final_activation: depth head activation (``'relu'``, code).
     depth_output: ``'metres'`` (default) or ``'inverted_normalised'`` (paper 000's target convention).
     max_depth: metres scale of a sigmoid depth head when ``depth_output='metres'``.
+    depth_norm: metres, saturation distance of ``'inverted_normalised'`` output (paper 000: the dataset's
+      ``max_depth``); read by ``decode`` (docs/model_spec.md §1.0).
     paper_output_size: upsample depth to the input size (paper) instead of 184x312 (code).
     conv_transpose_impl: transposed-conv implementation of both submodules (see ``layers``).
     dtype: computation dtype.
@@ -95,6 +98,7 @@ class SSegDepNet(nn.Module):
   final_activation: str = "relu"
   depth_output: str = "metres"
   max_depth: float | None = None
+  depth_norm: float | None = None
   paper_output_size: bool = False
   conv_transpose_impl: str = "depth_to_space"
   dtype: Any = jnp.float32
@@ -131,6 +135,7 @@ class SSegDepNet(nn.Module):
       final_activation=self.final_activation,
       depth_output=self.depth_output,
       max_depth=self.max_depth,
+      depth_norm=self.depth_norm,
       paper_output_size=self.paper_output_size,
       conv_transpose_impl=self.conv_transpose_impl,
       dtype=self.dtype,

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from semdepth_jax.models import layers
+from semdepth_jax.models.contract import DepthSegModel
 from semdepth_jax.models.ohess import check_image
 
 Array = jax.Array
@@ -59,7 +60,7 @@ class UNetBlock(nn.Module):
     return x
 
 
-class UNet(nn.Module):
+class UNet(nn.Module, DepthSegModel):
   """U-Net with sigmoid per-class outputs (paper 000 §3.1, Fig. 2; model_spec §1.1).
 
   Call: ``model.apply(variables, image, labels=None, train=False, mutable=..., rngs={'dropout': key})``;

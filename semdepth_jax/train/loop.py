@@ -65,16 +65,87 @@ class Components:
     train_iterator: ``(global_batch_size, seed) -> iterator`` of per-process numpy batches with
       ``get_state()`` / ``set_state()``.
     num_train_examples: ``() -> int`` size of the train split (for ``num_epochs`` stages).
-    eval_iterator: ``() -> iterator`` of padded eval batches (with ``mask``), or None for no evaluation.
-    make_evaluator: ``model -> Evaluator``, or None for no evaluation.
+    make_evaluation: ``(model, mesh, variables_shardings) -> EvalRunner``, the periodic / final evaluation
+      (default: ``semdepth_jax.evaluate.Evaluation``, the library's one evaluation path), or None.
+    eval_iterator: for tests with in-memory data: ``() -> iterator`` of padded eval batches (with
+      ``mask``); used with ``make_evaluator`` when ``make_evaluation`` is None.
+    make_evaluator: ``model -> Evaluator`` (with ``eval_iterator``).
   """
 
   build_model: Callable[[dict[str, Any]], nn.Module]
   build_loss: Callable[[Any], step_lib.LossFn]
   train_iterator: Callable[[int, int], Iterator]
   num_train_examples: Callable[[], int] | None = None
+  make_evaluation: Callable[[nn.Module, Any, Any], EvalRunner] | None = None
   eval_iterator: Callable[[], Iterator] | None = None
   make_evaluator: Callable[[nn.Module], Evaluator] | None = None
+
+  @property
+  def has_eval(self) -> bool:
+    """Whether the run evaluates at all."""
+    return self.make_evaluation is not None or (
+      self.eval_iterator is not None and self.make_evaluator is not None
+    )
+
+  def evaluation(self, model: nn.Module, mesh: Any, variables_shardings: Any, config: Any) -> EvalRunner:
+    """The :class:`EvalRunner` of ``model`` (compiled once per run)."""
+    if self.make_evaluation is not None:
+      return self.make_evaluation(model, mesh, variables_shardings)
+    return IteratorEvaluation(
+      model,
+      self.eval_iterator,
+      self.make_evaluator(model),
+      mesh,
+      compute_dtype=config.compute_dtype,
+      variables_shardings=variables_shardings,
+      max_batches=int(config.eval.max_batches),
+    )
+
+
+class EvalRunner(Protocol):
+  """A compiled evaluation (``semdepth_jax.evaluate.Evaluation`` or :class:`IteratorEvaluation`)."""
+
+  def run(self, variables: Any) -> dict[str, Any]:
+    """Evaluates ``variables``; returns a report (nested dict)."""
+
+  def scalars(self, report: Mapping[str, Any]) -> dict[str, float]:
+    """The report's headline numbers, flat (logged to metrics.jsonl / TensorBoard)."""
+
+  def iterator(self) -> Iterator:
+    """A fresh iterator of host eval batches (for image summaries)."""
+
+
+class IteratorEvaluation:
+  """:class:`EvalRunner` over an ``eval_iterator`` factory and an :class:`Evaluator` (tests, toy data)."""
+
+  def __init__(
+    self,
+    model,
+    eval_iterator,
+    evaluator,
+    mesh,
+    *,
+    compute_dtype="float32",
+    variables_shardings=None,
+    max_batches=0,
+  ):
+    self._iterator = eval_iterator
+    self._max_batches = int(max_batches)
+    self._run = make_evaluate_fn(
+      model, evaluator, mesh, compute_dtype=compute_dtype, variables_shardings=variables_shardings
+    )
+
+  def run(self, variables: Any) -> dict[str, Any]:
+    """The evaluator's ``finish`` dict."""
+    return self._run(variables, self._iterator(), self._max_batches)
+
+  def scalars(self, report: Mapping[str, Any]) -> dict[str, float]:
+    """The scalar entries of the report."""
+    return {k: float(v) for k, v in report.items() if np.isscalar(v)}
+
+  def iterator(self) -> Iterator:
+    """A fresh eval iterator."""
+    return self._iterator()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +175,7 @@ class TrainResult:
     model: the base model (``config.model``; the inference configuration).
     workdir: the workdir.
     stopped_early: True when ``stop_at_step`` ended the run before the last stage finished.
+    stage_seconds: wall time of each stage trained in this call (name -> seconds, evaluations included).
   """
 
   state: TrainState
@@ -112,6 +184,7 @@ class TrainResult:
   model: nn.Module
   workdir: str
   stopped_early: bool = False
+  stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -128,12 +201,16 @@ def resolved_num_classes(config: Any) -> int:
 def model_kwargs(config: Any, stage_cfg: Any | None = None) -> dict[str, Any]:
   """``config.model`` (+ the stage's ``model`` overrides) as constructor kwargs incl. ``name``.
 
-  ``num_classes`` is filled in from :func:`resolved_num_classes` unless the config sets it.
+  ``num_classes`` is filled in from :func:`resolved_num_classes` unless the config sets it; a model with
+  paper 000's ``inverted_normalised`` depth and no ``depth_norm`` (workdirs written before models declared
+  it) gets the one its loss terms use (:func:`depth_norm_of`).
   """
   kwargs = config_utils.to_dict(config.model)
   if stage_cfg is not None:
     kwargs.update(config_utils.to_dict(stage_cfg.model))
   kwargs.setdefault("num_classes", resolved_num_classes(config))
+  if kwargs.get("depth_output") == "inverted_normalised" and kwargs.get("depth_norm") is None:
+    kwargs["depth_norm"] = depth_norm_of(config)
   return {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
 
 
@@ -235,22 +312,16 @@ def default_components(config: Any) -> Components:
   def num_train_examples():
     return pipeline.num_examples(config.dataset, config.train_split, data_dir)
 
-  def eval_iterator():
-    size = config.eval.image_size or config.image_size
-    return pipeline.make_eval_iterator(
-      config.dataset,
-      data_dir=data_dir,
-      split=config.eval.split,
-      batch_size=config.eval.batch_size,
-      image_size=tuple(size),
-      mode=config.eval.mode,
-      num_threads=config.data.num_threads,
-      prefetch=config.data.prefetch,
-    )
+  def make_evaluation(model, mesh, variables_shardings):
+    from semdepth_jax import evaluate
 
-  def make_evaluator(model):
-    return step_lib.StreamingEvaluator.for_model(
-      model, meta, num_classes=resolved_num_classes(config), depth_norm=depth_norm_of(config)
+    return evaluate.Evaluation(
+      model,
+      config,
+      eval_settings(config),
+      mesh=mesh,
+      data_dir=data_dir,
+      variables_shardings=variables_shardings,
     )
 
   has_eval = bool(config.eval.split) and config.eval.split in meta.splits
@@ -259,8 +330,21 @@ def default_components(config: Any) -> Components:
     build_loss=build_loss,
     train_iterator=train_iterator,
     num_train_examples=num_train_examples,
-    eval_iterator=eval_iterator if has_eval else None,
-    make_evaluator=make_evaluator if has_eval else None,
+    make_evaluation=make_evaluation if has_eval else None,
+  )
+
+
+def eval_settings(config: Any):
+  """``config.eval`` as ``semdepth_jax.evaluate.EvalSettings`` (the training run's evaluation)."""
+  from semdepth_jax import evaluate
+
+  size = config.eval.image_size
+  return evaluate.EvalSettings(
+    split=config.eval.split,
+    protocol=config.eval.get("protocol") or None,
+    image_size=None if size is None else tuple(size),
+    batch_size=int(config.eval.batch_size),
+    max_batches=int(config.eval.max_batches),
   )
 
 
@@ -561,7 +645,7 @@ def train(
   for plan in plans:
     if plan.num_steps:
       _batch_size_check(plan, mesh)
-  if comps.eval_iterator is not None:
+  if comps.has_eval:
     mesh_lib.check_batch_divisible(int(config.eval.batch_size), mesh, what="config.eval.batch_size")
   final_step = plans[-1].end
   _prepare_workdir(config, workdir)
@@ -578,6 +662,7 @@ def train(
   )
   writer = log_lib.MetricWriter(workdir, enabled=is_main)
   eval_metrics: dict[str, float] = {}
+  stage_seconds: dict[str, float] = {}
   state = None
   stage = None
   stopped = False
@@ -615,6 +700,7 @@ def train(
         data_state = None
       if step >= plan.end:
         continue
+      t_stage = time.perf_counter()
       state, step, last_eval, stopped = _run_stage(
         config=config,
         stage=stage,
@@ -629,10 +715,11 @@ def train(
         final_step=final_step,
         eval_model=base_model,
       )
+      stage_seconds[plan.name] = time.perf_counter() - t_stage
       eval_metrics = last_eval or eval_metrics
       if stopped:
         break
-    return TrainResult(state, step, eval_metrics, base_model, workdir, stopped)
+    return TrainResult(state, step, eval_metrics, base_model, workdir, stopped, stage_seconds)
   finally:
     checkpointer.close()
     writer.close()
@@ -702,24 +789,18 @@ def _run_stage(
 
   def run_eval():
     nonlocal eval_runner
-    if comps.eval_iterator is None or comps.make_evaluator is None:
+    if not comps.has_eval:
       return {}
     t0 = time.perf_counter()
     if eval_runner is None:
       var_shardings = {"params": shardings.params}
       if state.batch_stats:
         var_shardings["batch_stats"] = shardings.batch_stats
-      eval_runner = make_evaluate_fn(
-        eval_model,
-        comps.make_evaluator(eval_model),
-        mesh,
-        compute_dtype=config.compute_dtype,
-        variables_shardings=var_shardings,
-      )
-    metrics = eval_runner(state.variables(), comps.eval_iterator(), int(config.eval.max_batches))
-    metrics = writer.write(step, metrics, split="eval")
+      eval_runner = comps.evaluation(eval_model, mesh, var_shardings, config)
+    report = eval_runner.run(state.variables())
+    metrics = writer.write(step, eval_runner.scalars(report), split="eval")
     if writer.writes_images and int(config.eval.image_summaries) > 0:
-      _write_eval_images(config, writer, step, eval_model, state, comps)
+      _write_eval_images(config, writer, step, eval_model, state, eval_runner)
     _log.info("eval at step %d (%.1fs): %s", step, time.perf_counter() - t0, _fmt(metrics))
     return metrics
 
@@ -828,9 +909,12 @@ def eval_summary_images(
 ) -> dict[str, np.ndarray]:
   """``viz.summary_images`` panels for the first ``max_images`` examples of a host eval batch.
 
+  Predictions come from ``predict.InferenceModel`` (the model's ``decode``: metres and class probabilities
+  at the batch's image size), exactly what the evaluation scores.
+
   Args:
-    config: the run's config (dataset meta info and the depth normalisation come from it).
-    model: the evaluation model (its ``depth_output`` says how to convert depth to metres).
+    config: the run's config (input size and dataset meta info come from it).
+    model: the evaluation model (model-family contract).
     variables: ``{'params', 'batch_stats'}`` (host or device arrays).
     host_batch: a numpy batch from the eval iterator.
     max_images: number of examples drawn.
@@ -838,23 +922,18 @@ def eval_summary_images(
   Returns:
     ``{"examples/<i>": uint8 (H, W_total, 3)}``: RGB | GT depth | predicted depth | GT labels | predicted.
   """
-  from semdepth_jax import viz
+  from semdepth_jax import predict, viz
 
   small = {k: np.asarray(v)[:max_images] for k, v in step_lib.device_batch(host_batch).items()}
-  outputs = jax.jit(lambda v, b: step_lib.apply_model(model, v, b, train=False)[0])(
-    variables, small
-  )
+  inference = predict.InferenceModel(model, input_size=tuple(config.image_size))
+  labels = small.get("segmentation") if inference.pass_labels else None
+  outputs = jax.jit(inference.apply)(variables, small["image"], labels)
   return viz.summary_images(
-    small,
-    jax.device_get(outputs),
-    get_meta(config.dataset),
-    depth_output=getattr(model, "depth_output", "metres"),
-    depth_norm=depth_norm_of(config),
-    max_images=max_images,
+    small, jax.device_get(outputs), get_meta(config.dataset), max_images=max_images
   )
 
 
-def _write_eval_images(config, writer, step, eval_model, state, comps) -> None:
+def _write_eval_images(config, writer, step, eval_model, state, runner: EvalRunner) -> None:
   """Draws the first ``config.eval.image_summaries`` evaluation examples to TensorBoard.
 
   Skipped (with a log line) for datasets without meta info, e.g. the in-memory data of tests.
@@ -864,7 +943,7 @@ def _write_eval_images(config, writer, step, eval_model, state, comps) -> None:
   except KeyError:
     _log.info("no meta info for dataset %r: no image summaries", config.dataset)
     return
-  host = next(iter(comps.eval_iterator()))
+  host = next(iter(runner.iterator()))
   images = eval_summary_images(
     config, eval_model, jax.device_get(state.variables()), host, int(config.eval.image_summaries)
   )

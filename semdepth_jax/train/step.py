@@ -317,12 +317,9 @@ class StreamingEvaluator:
     depth_norm: float | None = None,
   ):
     from semdepth_jax import metrics
+    from semdepth_jax.models import contract
 
-    if depth_output == "inverted_normalised" and not depth_norm:
-      raise ValueError(
-        "StreamingEvaluator: a model with depth_output='inverted_normalised' needs depth_norm (metres); "
-        "set it in the loss term (target='inverted_normalised', depth_norm=...)"
-      )
+    contract.check_depth_output(depth_output, depth_norm, "StreamingEvaluator")
     self.depth_output = depth_output
     self.depth_norm = depth_norm
     self.depth_acc = metrics.DepthAccumulator(min_depth=min_depth, max_depth=max_depth, crop=crop)
@@ -335,14 +332,10 @@ class StreamingEvaluator:
     return {"depth": self.depth_acc.init(), "seg": self.seg_acc.init()}
 
   def depth_in_metres(self, depth: jax.Array) -> jax.Array:
-    """(B, h, w[, 1]) model depth -> (B, h, w) metres."""
-    from semdepth_jax import depth_bins
+    """(B, h, w[, 1]) model depth -> (B, h, w) metres (``semdepth_jax.models.contract``)."""
+    from semdepth_jax.models import contract
 
-    if depth.ndim == 4:
-      depth = depth[..., 0]
-    if self.depth_output == "inverted_normalised":
-      return depth_bins.from_inverted_normalised(depth, self.depth_norm)
-    return depth.astype(jnp.float32)
+    return contract.depth_to_metres(depth, self.depth_output, self.depth_norm)
 
   def update(self, acc: Any, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> Any:
     """Adds one batch (jittable)."""
@@ -385,7 +378,12 @@ class StreamingEvaluator:
   def for_model(
     cls, model: nn.Module, meta: Any, *, num_classes: int, depth_norm: float | None = None
   ) -> StreamingEvaluator:
-    """An evaluator for ``model`` on a dataset described by ``meta`` (``semdepth_jax.data.meta``)."""
+    """An evaluator for ``model`` on a dataset described by ``meta`` (``semdepth_jax.data.meta``).
+
+    Depth units come from the model (``depth_output``, ``depth_norm``); ``depth_norm`` here is the fallback
+    for models that do not declare it.
+    """
+    depth_norm = getattr(model, "depth_norm", None) or depth_norm
     return cls(
       num_classes=num_classes,
       ignore_index=meta.ignore_index,

@@ -24,8 +24,12 @@ def test_quickstart_tiny_runs_and_resumes(tmp_path):
   assert 0.0 <= res["baseline"]["delta1"] <= 1.0
   assert res["baselines"]["majority_class_name"]
   assert len(res["predictions"]) == 2
-  img = np.asarray(Image.open(res["predictions"][0]))
-  assert img.ndim == 3 and img.shape[1] > 4 * img.shape[0]  # five panels side by side
+  # Figures: a ground-truth row above a prediction row (RGB | depth + colour bar | labels + legend).
+  with Image.open(res["predictions"][0]) as im:
+    width, height = im.size
+  from semdepth_jax import viz
+
+  assert height == round(2 * viz.ROW_HEIGHT_IN * 100) and width > 2 * height
   saved = json.loads((tmp_path / "qs" / "quickstart_results.json").read_text())
   assert saved["step"] == 4
   table = quickstart.format_table(res)
