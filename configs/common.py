@@ -173,7 +173,9 @@ def base_config() -> ml_collections.ConfigDict:
       "batch_size": 8,
       "max_batches": 0,  # 0 = the whole split.
       "protocol": "",  # depth protocol (semdepth_jax.metrics.PROTOCOLS); '' = the dataset's default.
-      "image_size": config_dict.placeholder(tuple),  # None = the stored size (metrics at GT resolution).
+      "image_size": config_dict.placeholder(
+        tuple
+      ),  # None = the stored size (metrics at GT resolution).
       "image_summaries": 3,  # examples drawn to TensorBoard at each evaluation; 0 = none.
     }
   )

@@ -177,7 +177,9 @@ def test_cli_writes_metrics_json_and_md(trained_workdir, tfds_dir, capsys):
              "--data_dir", str(tfds_dir)])  # fmt: skip
   assert rc == 0
   # One folder per split / protocol / mode, so variants do not overwrite each other.
-  out_dir = pathlib.Path(trained_workdir) / "eval" / "validation" / "dataset_synthetic_city" / "resize"
+  out_dir = (
+    pathlib.Path(trained_workdir) / "eval" / "validation" / "dataset_synthetic_city" / "resize"
+  )
   report = json.loads((out_dir / "metrics.json").read_text())
   assert report["step"] == 2 and report["split"] == "validation" and report["num_examples"] == 8
   assert report["protocol"]["name"] == "dataset:synthetic_city"

@@ -87,7 +87,9 @@ class Components:
       self.eval_iterator is not None and self.make_evaluator is not None
     )
 
-  def evaluation(self, model: nn.Module, mesh: Any, variables_shardings: Any, config: Any) -> EvalRunner:
+  def evaluation(
+    self, model: nn.Module, mesh: Any, variables_shardings: Any, config: Any
+  ) -> EvalRunner:
     """The :class:`EvalRunner` of ``model`` (compiled once per run)."""
     if self.make_evaluation is not None:
       return self.make_evaluation(model, mesh, variables_shardings)
