@@ -19,6 +19,7 @@ DATASETS = (
   "nyu_depth_v2_labeled",
   "camvid",
   "cityscapes",
+  "sun_rgbd",
 )
 """The project's datasets (package names under ``data_builders/``)."""
 
