@@ -13,7 +13,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-DATASETS = ("synthetic_city", "replica", "nyu_depth_v2_labeled", "camvid")
+DATASETS = (
+  "synthetic_city",
+  "replica",
+  "nyu_depth_v2_labeled",
+  "camvid",
+  "cityscapes",
+  "sun_rgbd",
+)
 """The project's datasets (package names under ``data_builders/``)."""
 
 _EXTRA: dict[str, Any] = {}

@@ -4,7 +4,8 @@ Each dataset is registered once, next to its builder: ``data_builders/<name>/met
 :class:`DatasetMeta` entries (``METAS``), and ``data_builders.DATASETS`` lists the packages. Builders, the
 input pipeline, metrics, evaluation and visualisation read class names, colours, the ignore index, depth
 units and ranges, evaluation crops and camera intrinsics through :func:`get_meta`, so a constant is never
-written twice. Label sets shared by several datasets (the SSegDep-Net 14 classes, NYU-40, NYU-13) live here.
+written twice. Label sets shared by several datasets (the SSegDep-Net 14 classes, NYU-40, NYU-13,
+Cityscapes-19) live here.
 
 Stored label convention (all builders): ``segmentation`` holds *training ids* ``0 .. num_classes - 1`` and
 ``IGNORE_INDEX`` (255) for unlabelled / void pixels, whatever the raw dataset uses (Replica ``0`` ->
@@ -164,6 +165,29 @@ NYU13_CLASS_NAMES = (
 )  # fmt: skip
 # Standard Kinect calibration of the labelled set (NYU toolbox camera_params.m), at 480x640.
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
+
+# --- Cityscapes 19 training classes (model_spec §9.2); KITTI semantics uses the same label set. ----------
+# Official cityscapesScripts ``labels.py`` facts: trainIds 0..18 in this order, with their colours.
+CITYSCAPES19_CLASS_NAMES = (
+  "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+  "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle",
+  "bicycle",
+)  # fmt: skip
+CITYSCAPES19_CLASS_COLORS = (
+  (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+  (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
+  (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+)  # fmt: skip
+# trainId of each Cityscapes label id 0..33 (the values of ``*_gtFine_labelIds.png``; KITTI semantics
+# uses the same ids). 255 = ignored in training and evaluation: unlabeled, ego vehicle, rectification
+# border, out of roi, static, dynamic, ground, parking, rail track, guard rail, bridge, tunnel, polegroup,
+# caravan, trailer. (License plate has id -1 and never appears in labelIds images.)
+CITYSCAPES_LABEL_ID_TO_TRAIN_ID = (
+  255, 255, 255, 255, 255, 255, 255, 0, 1, 255,  # ids 0..9: void ..., road 7, sidewalk 8, parking 9
+  255, 2, 3, 4, 255, 255, 255, 5, 255, 6,  # 10..19: building 11 .. fence 13, pole 17, traffic light 19
+  7, 8, 9, 10, 11, 12, 13, 14, 15, 255,  # 20..29: traffic sign 20 .. bus 28, caravan 29
+  255, 16, 17, 18,  # 30..33: trailer, train, motorcycle, bicycle
+)  # fmt: skip
 
 _REGISTRY: dict[str, DatasetMeta] = {}
 _DEFAULT_CONFIG: dict[str, str] = {}

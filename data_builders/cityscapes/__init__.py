@@ -1,0 +1,1 @@
+"""TFDS builder ``cityscapes`` (see ``cityscapes_dataset_builder``)."""
