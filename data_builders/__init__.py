@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-DATASETS = ("synthetic_city", "replica", "nyu_depth_v2_labeled", "camvid", "hypersim")
+DATASETS = ("synthetic_city", "replica", "nyu_depth_v2_labeled", "camvid", "hypersim", "scannet")
 """The project's datasets (package names under ``data_builders/``)."""
 
 _EXTRA: dict[str, Any] = {}
