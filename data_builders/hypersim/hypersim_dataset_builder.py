@@ -302,11 +302,11 @@ def select_frames(
   splits: dict[str, set[FrameKey]],
   manual_dir: epath.Path,
 ) -> dict[str, list[tuple[FrameKey, dict[str, Source]]]]:
-  """The frames to store per split: listed frames whose colour file is present, sorted.
+  """The frames to store per split: listed frames with any file present, sorted.
 
   Raises:
-    FileNotFoundError: no listed frame found (names ``manual_dir`` and the instructions), or present frames
-      that lack their depth or semantic file (one message listing every missing file).
+    FileNotFoundError: no listed frame found (names ``manual_dir`` and the instructions), or listed frames
+      with some but not all of their three files (one message listing every missing file).
   """
   split_of = {key: name for name, keys in splits.items() for key in keys}
   out: dict[str, list] = {name: [] for name in SPLIT_NAMES}
@@ -314,14 +314,11 @@ def select_frames(
   missing = []
   for key in sorted(index):
     files = index[key]
-    if "color" not in files:
-      continue
     if key not in split_of:
       unlisted += 1
       continue
-    for kind in KINDS[1:]:
-      if kind not in files:
-        missing.append(str(_expected(files["color"], kind)))
+    present = next(iter(files.values()))
+    missing += [str(_expected(present, kind)) for kind in KINDS if kind not in files]
     out[split_of[key]].append((key, files))
   if missing:
     common.check_files_exist(
@@ -330,8 +327,8 @@ def select_frames(
   found = sum(len(v) for v in out.values())
   if not found:
     raise FileNotFoundError(
-      f"no HyperSim frame of R3's split lists found under {manual_dir} ({len(index)} frame(s) with any "
-      f"file, {unlisted} colour file(s) of unlisted frames)\n{_INSTRUCTIONS}"
+      f"no HyperSim frame of R3's split lists found under {manual_dir} ({unlisted} unlisted frame(s) "
+      f"found)\n{_INSTRUCTIONS}"
     )
   if unlisted:
     _LOG.info("hypersim: %d present frame(s) are in no R3 split list and are not stored", unlisted)
@@ -341,10 +338,15 @@ def select_frames(
   return out
 
 
-def _expected(color: Source, kind: str) -> Source:
-  """Where the ``kind`` file of the frame whose colour file is ``color`` would be (same tree)."""
-  path = color.path.replace("_final_hdf5", "_geometry_hdf5").replace(".color.hdf5", f".{kind}.hdf5")
-  return Source(path, color.archive)
+_FOLDER_OF = {"color": "final", "depth_meters": "geometry", "semantic": "geometry"}
+
+
+def _expected(present: Source, kind: str) -> Source:
+  """Where the ``kind`` file of the frame of file ``present`` would be (same tree or archive)."""
+  match = _FILE_RE.search(present.path)
+  scene, cam, frame = match[1], match[2], match[3]
+  relative = f"{scene}/images/scene_{cam}_{_FOLDER_OF[kind]}_hdf5/frame.{frame}.{kind}.hdf5"
+  return Source(present.path[: match.start(1)] + relative, present.archive)
 
 
 def read_camera_table(path: epath.Path = CAMERA_FILE) -> dict[str, np.ndarray]:

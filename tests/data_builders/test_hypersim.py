@@ -265,16 +265,33 @@ def test_zip_archive_is_read_in_place(tmp_path):
 
 def test_missing_files_listed_in_one_error(tmp_path):
   manual = tmp_path / "manual"
-  for key in (TRAIN, VAL):
+  for key in (TRAIN, VAL, TEST):
     _write_frame(manual, key)
   _paths(manual, *TRAIN)["depth_meters"].unlink()
   _paths(manual, *VAL)["semantic"].unlink()
+  _paths(manual, *TEST)["color"].unlink()
   with pytest.raises(FileNotFoundError) as info:
     _build(manual, tmp_path / "data")
   msg = str(info.value)
-  assert "2 required file(s) missing" in msg
+  assert "3 required file(s) missing" in msg
   assert str(_paths(manual, *TRAIN)["depth_meters"]) in msg
   assert str(_paths(manual, *VAL)["semantic"]) in msg
+  assert str(_paths(manual, *TEST)["color"]) in msg
+
+
+def test_missing_files_in_a_zip_are_named_with_the_archive(tmp_path):
+  scenes = tmp_path / "scenes"
+  _write_frame(scenes, TRAIN)
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  with zipfile.ZipFile(manual / "part.zip", "w") as z:
+    for p in sorted((scenes / TRAIN[0]).rglob("*.hdf5")):
+      if "semantic" not in p.name:
+        z.write(p, "HyperSim/" / p.relative_to(scenes))
+  with pytest.raises(FileNotFoundError) as info:
+    _build(manual, tmp_path / "data")
+  member = "HyperSim/ai_001_001/images/scene_cam_00_geometry_hdf5/frame.0003.semantic.hdf5"
+  assert f"{manual / 'part.zip'}[{member}]" in str(info.value)
 
 
 def test_no_listed_frame_is_an_error(tmp_path):
