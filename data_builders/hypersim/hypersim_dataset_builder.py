@@ -30,8 +30,8 @@ Stored (``data_builders.common``), docs/model_spec.md §4.5 / §9.7:
 Splits: R3's frame lists (github.com/charyyev/semantic_md ``source/datasets/paths/*_imgPath.txt``; train
 19,399 frames / 362 scenes, val 1,203 / 45, test 933 / 45), shipped as ``r3_split.json``. Frames found in
 ``manual_dir`` that are in no list are not stored; listed frames that are absent are skipped (HyperSim is
-large and often downloaded in part), but a listed frame with any file present needs all three. Per-scene cameras:
-``camera_parameters.json``, the ``M_cam_from_uv`` columns of ml-hypersim's
+large and often downloaded in part), but a listed frame with any file present needs all three.
+Per-scene cameras: ``camera_parameters.json``, the ``M_cam_from_uv`` columns of ml-hypersim's
 ``contrib/mikeroberts3000/metadata_camera_parameters.csv`` (the per-scene ``_detail/metadata_cameras.csv``
 only lists camera names).
 """
