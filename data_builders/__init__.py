@@ -20,6 +20,8 @@ DATASETS = (
   "camvid",
   "cityscapes",
   "sun_rgbd",
+  "hypersim",
+  "scannet",
 )
 """The project's datasets (package names under ``data_builders/``)."""
 

@@ -11,6 +11,8 @@ Input (one rendered scene, e.g. ``office_0``; the layout of ``../shared/data/rep
 Stored (``data_builders.common``): depth in metres ``v / 1000`` (0 stays invalid); labels are training ids
 ``k - 1`` for raw id ``k`` in 1..101 and ``IGNORE_INDEX`` (255) for raw 0 (``semdepth_jax.data.meta``);
 intrinsics ``data_builders.replica.meta.INTRINSICS`` (scaled when an image has another size with the same aspect ratio).
+Config ``nyu40`` stores the same frames with labels mapped to NYU-40 training ids 0..39 by
+``data_builders.replica.meta.NYU40_MAPPING`` (unmappable classes and raw 0 -> 255), meta ``replica/nyu40``.
 
 Splits: frames numbered below ``ReplicaConfig.first_validation_frame`` (default 60, i.e. 0000-0059) go to
 ``train``, the rest (0060-0080 for office_0) to ``validation``. The frames lie on one camera path, so a
@@ -53,7 +55,12 @@ extracted into the TFDS download folder (`manual_dir` is only read).
 Every frame NNNN needs all three PNGs. Split rule: frame number < first_validation_frame (default 60) ->
 train, otherwise -> validation; choose another boundary with
 `config=ReplicaConfig(name="first_val_70", first_validation_frame=70)`.
+Config `nyu40` reads the same files and stores NYU-40 labels (data_builders/replica/meta.py NYU40_MAPPING).
 """
+
+
+LABEL_SETS = ("replica", "nyu40")
+"""Values of ``ReplicaConfig.label_set``."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -63,9 +70,12 @@ class ReplicaConfig(tfds.core.BuilderConfig):
   Attributes:
     first_validation_frame: frames with number ``< first_validation_frame`` go to ``train``, the others to
       ``validation``; a split left without frames is not written.
+    label_set: ``"replica"`` (the 101 Replica classes, meta ``replica``) or ``"nyu40"`` (NYU-40 through
+      ``meta.NYU40_MAPPING``, meta ``replica/nyu40``).
   """
 
   first_validation_frame: int = 60
+  label_set: str = "replica"
 
 
 class Builder(common.ArrayRecordByDefault, tfds.core.GeneratorBasedBuilder):
@@ -75,15 +85,24 @@ class Builder(common.ArrayRecordByDefault, tfds.core.GeneratorBasedBuilder):
   See the module docstring for the input layout, units and split rule.
   """
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release: one scene, frame-number train/validation split."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+    "1.0.0": "Initial release: one scene, frame-number train/validation split.",
+    "1.1.0": "Config nyu40 (labels mapped to NYU-40); config default stores the same data as 1.0.0.",
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
   BUILDER_CONFIGS = [
     ReplicaConfig(
       name="default",
       description="Frames 0000-0059 -> train, frames from 0060 -> validation.",
       first_validation_frame=60,
-    )
+    ),
+    ReplicaConfig(
+      name="nyu40",
+      description="As default, labels mapped to the 40 NYU-40 classes (meta.NYU40_MAPPING).",
+      first_validation_frame=60,
+      label_set="nyu40",
+    ),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "default"
 
@@ -97,18 +116,53 @@ class Builder(common.ArrayRecordByDefault, tfds.core.GeneratorBasedBuilder):
     root = find_scene_root(epath.Path(dl_manager.manual_dir), dl_manager.download_dir / "extracted")
     stems = list_frames(root)
     check_class_names(root / _CLASSES_FILE)
+    label_set = self.builder_config.label_set
+    lut = label_lut(label_set)
+    meta = meta_lib.get_meta("replica/nyu40" if label_set == "nyu40" else "replica")
     boundary = self.builder_config.first_validation_frame
     splits = {"train": [], "validation": []}
     for stem in stems:
       split = "train" if frame_number(root / "rgb" / f"{stem}.png") < boundary else "validation"
       splits[split].append(stem)
     return {
-      name: self._generate_examples(root, frames) for name, frames in splits.items() if frames
+      name: self._generate_examples(root, frames, lut, meta)
+      for name, frames in splits.items()
+      if frames
     }
 
-  def _generate_examples(self, root: epath.Path, stems: list[str]) -> Iterator[tuple[str, dict]]:
+  def _generate_examples(
+    self, root: epath.Path, stems: list[str], lut: np.ndarray, meta: meta_lib.DatasetMeta
+  ) -> Iterator[tuple[str, dict]]:
     for stem in stems:
-      yield stem, load_frame(root, stem)
+      yield stem, load_frame(root, stem, lut, meta)
+
+
+def label_lut(label_set: str = "replica") -> np.ndarray:
+  """Look-up table raw Replica id (0..255) -> stored training id.
+
+  Args:
+    label_set: ``"replica"``: raw ``k`` in 1..101 -> ``k - 1``; ``"nyu40"``: raw ``k`` -> the index in
+      ``semdepth_jax.data.meta.NYU40_CLASS_NAMES`` of ``meta.NYU40_MAPPING[CLASS_NAMES[k - 1]]``, or 255
+      where that is None.
+
+  Returns:
+    int16 (256,): entry 0 (unlabelled) = 255, entries 1..101 as above, -1 for raw ids above 101 (invalid).
+
+  Raises:
+    ValueError: unknown ``label_set``.
+  """
+  if label_set not in LABEL_SETS:
+    raise ValueError(f"label_set must be one of {LABEL_SETS}, got {label_set!r}")
+  lut = np.full(256, -1, np.int16)
+  lut[0] = meta_lib.IGNORE_INDEX
+  if label_set == "replica":
+    lut[1 : NUM_RAW_CLASSES + 1] = np.arange(NUM_RAW_CLASSES)
+  else:
+    nyu40 = meta_lib.NYU40_CLASS_NAMES
+    for k, name in enumerate(replica_meta.CLASS_NAMES, start=1):
+      target = replica_meta.NYU40_MAPPING[name]
+      lut[k] = meta_lib.IGNORE_INDEX if target is None else nyu40.index(target)
+  return lut
 
 
 def find_scene_root(manual_dir: epath.Path, extract_dir: epath.Path) -> epath.Path:
@@ -181,8 +235,19 @@ def frame_number(path: epath.Path) -> int:
   return int(path.stem)
 
 
-def load_frame(root: epath.Path, stem: str) -> dict:
+def load_frame(
+  root: epath.Path,
+  stem: str,
+  lut: np.ndarray | None = None,
+  meta: meta_lib.DatasetMeta | None = None,
+) -> dict:
   """Decodes, converts and validates one frame into the stored example (``common.make_example``).
+
+  Args:
+    root: the scene folder.
+    stem: frame name ``NNNN``.
+    lut: raw id -> training id table of :func:`label_lut` (default: the Replica label set).
+    meta: the stored dataset's meta (default: ``replica``); gives the number of classes.
 
   Raises:
     ValueError: undecodable PNG, wrong bit depth, sizes that disagree, or raw class ids above 101; the
@@ -193,13 +258,15 @@ def load_frame(root: epath.Path, stem: str) -> dict:
   label_path = root / "semantic_class" / f"{stem}.png"
   image = common.read_png(rgb_path, "rgb")
   depth = common.read_png(depth_path, "uint16").astype(np.float32) / np.float32(DEPTH_SCALE)
+  lut = label_lut() if lut is None else lut
+  meta = _META if meta is None else meta
   raw = common.read_png(label_path, "uint8")
-  bad = raw > NUM_RAW_CLASSES
+  labels = lut[raw]
+  bad = labels < 0
   if bad.any():
     raise ValueError(
       f"{label_path}: raw class ids {np.unique(raw[bad]).tolist()[:10]} outside 0..{NUM_RAW_CLASSES}"
     )
-  labels = np.where(raw == 0, meta_lib.IGNORE_INDEX, raw.astype(np.int32) - 1)
   for path, array in ((depth_path, depth), (label_path, raw)):
     if array.shape != image.shape[:2]:
       raise ValueError(
@@ -209,8 +276,8 @@ def load_frame(root: epath.Path, stem: str) -> dict:
     image=image,
     depth=depth,
     segmentation=labels,
-    intrinsics=common.scaled_intrinsics(_META, *image.shape[:2]),
+    intrinsics=common.scaled_intrinsics(meta, *image.shape[:2]),
     file_name=stem,
-    num_classes=_META.num_classes,
+    num_classes=meta.num_classes,
     source=str(rgb_path),
   )

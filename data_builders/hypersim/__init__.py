@@ -1,0 +1,1 @@
+"""TFDS builder ``hypersim`` (see ``hypersim_dataset_builder``)."""

@@ -1,0 +1,1 @@
+"""TFDS builder ``scannet`` (see ``scannet_dataset_builder``)."""
