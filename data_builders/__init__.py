@@ -13,7 +13,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-DATASETS = ("synthetic_city", "replica", "nyu_depth_v2_labeled", "camvid")
+DATASETS = (
+  "synthetic_city",
+  "replica",
+  "nyu_depth_v2_labeled",
+  "camvid",
+  "kitti_depth",
+)
 """The project's datasets (package names under ``data_builders/``)."""
 
 _EXTRA: dict[str, Any] = {}
