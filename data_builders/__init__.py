@@ -19,6 +19,8 @@ DATASETS = (
   "nyu_depth_v2_labeled",
   "camvid",
   "kitti_depth",
+  "synthia_rand_cityscapes",
+  "synthia_al",
 )
 """The project's datasets (package names under ``data_builders/``)."""
 
