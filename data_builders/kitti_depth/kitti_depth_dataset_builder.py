@@ -183,13 +183,16 @@ class Builder(common.ArrayRecordByDefault, tfds.core.GeneratorBasedBuilder):
     self, files: KittiFiles, items: list, meta: meta_lib.DatasetMeta
   ) -> Iterator[tuple[str, dict]]:
     """Yields (key, example); ``items`` are ``Frame``s, or semantics file stems (config ``semantics``)."""
-    if self.builder_config.layout == "semantics":
-      lut = cityscapes_lut()
-      for name in items:
-        yield name, semantics_example(files, name, lut, meta)
-      return
-    for frame in items:
-      yield frame.key, depth_example(files, frame, self.builder_config, meta)
+    try:
+      if self.builder_config.layout == "semantics":
+        lut = cityscapes_lut()
+        for name in items:
+          yield name, semantics_example(files, name, lut, meta)
+        return
+      for frame in items:
+        yield frame.key, depth_example(files, frame, self.builder_config, meta)
+    finally:
+      files.close()
 
 
 # --- Input files: folders and zips. -----------------------------------------------------------------
@@ -261,6 +264,12 @@ class KittiFiles:
         if m:
           self.members.setdefault((kind, m.group(1)), (archive, name))
           break
+
+  def close(self) -> None:
+    """Closes the zips opened for reading (they reopen on the next read)."""
+    for z in self._open.values():
+      z.close()
+    self._open.clear()
 
   def _zip(self, archive: epath.Path) -> zipfile.ZipFile:
     key = str(archive)
