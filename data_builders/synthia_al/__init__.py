@@ -1,0 +1,1 @@
+"""TFDS builder ``synthia_al`` (see ``synthia_al_dataset_builder``)."""

@@ -1,0 +1,1 @@
+"""TFDS builder ``synthia_rand_cityscapes`` (see ``synthia_rand_cityscapes_dataset_builder``)."""
