@@ -33,6 +33,8 @@ setuptools.setup(
     "numpy>=2.0,<3",
     "pillow>=10.0",
     "h5py>=3.10",
+    # Pretrained weights without torch (semdepth convert-weights).
+    "safetensors>=0.4",
     "scipy>=1.11",
     "tqdm>=4.66",
     "matplotlib>=3.8",

@@ -23,6 +23,10 @@ _COMMANDS = {
     "semdepth_jax.score",
     "score saved predictions against ground truth with a named protocol",
   ),
+  "convert-weights": (
+    "semdepth_jax.weights.convert",
+    "convert pretrained PyTorch / safetensors / Keras weights for a backbone",
+  ),
   "quickstart": (
     "semdepth_jax.quickstart",
     "the main job: build, train, evaluate and predict (~10 min)",

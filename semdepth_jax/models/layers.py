@@ -549,8 +549,109 @@ def max_pool(
     return jnp.max(x, axis=tuple(2 + 2 * a for a in range(nd)))
   if impl not in ("reshape", "reduce_window"):
     raise ValueError(f"layers.max_pool: impl must be 'reshape' or 'reduce_window', got {impl!r}")
-  init = jnp.array(-jnp.inf, x.dtype)
+  init = -jnp.inf  # a Python scalar: JAX then uses the differentiable max-pool primitive
   return lax.reduce_window(x, init, lax.max, (1, *window, 1), (1, *strides, 1), "VALID")
+
+
+def pool_output_size(size: int, window: int, stride: int, padding: int, ceil_mode: bool) -> int:
+  """Output length of one axis of a PyTorch / Caffe pooling window (``nn.MaxPool2d`` semantics).
+
+  ``floor`` (or ``ceil`` with ``ceil_mode``) of ``(size + 2 * padding - window) / stride``, plus 1; in ceil
+  mode a last window that would start in the right padding is dropped (PyTorch's rule, which also gives
+  Caffe's sizes for DeepLab's 3x3 / 2 pad-1 pools: 321 -> 161 -> 81 -> 41, model_spec §2.1).
+
+  Raises:
+    ValueError: the window does not fit the padded input.
+  """
+  span = size + 2 * padding - window
+  if span < 0:
+    raise ValueError(
+      f"layers: pooling window {window} larger than the padded input {size} + 2 * {padding}"
+    )
+  out = (-(-span // stride) if ceil_mode else span // stride) + 1
+  if ceil_mode and (out - 1) * stride >= size + padding:
+    out -= 1
+  return out
+
+
+def torch_max_pool(
+  x: Array,
+  window: int | Sequence[int],
+  strides: int | Sequence[int] | None = None,
+  padding: int | Sequence[int] = 0,
+  ceil_mode: bool = False,
+) -> Array:
+  """Max pooling of (B, *spatial, C) with PyTorch ``nn.MaxPool2d`` / Caffe semantics.
+
+  Implicit padding is ``-inf`` (never selected); output sizes follow :func:`pool_output_size`, so
+  ``ceil_mode=True`` reproduces Caffe's pooling (DeepLab-v2 VGG16 pools, model_spec §2.1; the ResNet stem of
+  DeepLab-v2, §3.1; "emulate with explicit asymmetric padding", §13).
+
+  Args:
+    x: (B, *spatial, C).
+    window: window per spatial axis.
+    strides: defaults to ``window`` (PyTorch default).
+    padding: symmetric implicit padding per axis (PyTorch ``padding``).
+    ceil_mode: round the output size up (Caffe) instead of down.
+
+  Returns:
+    (B, *out_spatial, C) in ``x``'s dtype.
+
+  Raises:
+    ValueError: a window larger than the padded input, or ``padding > window // 2`` (PyTorch's limit).
+  """
+  nd = x.ndim - 2
+  window = _as_tuple(window, nd, "window")
+  strides = window if strides is None else _as_tuple(strides, nd, "strides")
+  padding = _as_tuple(padding, nd, "padding")
+  pads, outs = [], []
+  for a in range(nd):
+    if padding[a] > window[a] // 2:
+      raise ValueError(f"layers.torch_max_pool: padding {padding} exceeds half the window {window}")
+    n = x.shape[1 + a]
+    out = pool_output_size(n, window[a], strides[a], padding[a], ceil_mode)
+    # Right padding so that exactly `out` windows fit (may be below `padding` in floor mode: crop then).
+    hi = (out - 1) * strides[a] + window[a] - n - padding[a]
+    pads.append((padding[a], hi))
+    outs.append(out)
+  init = -jnp.inf  # a Python scalar: JAX then uses the differentiable max-pool primitive
+  # Floor mode may leave input cells no window reaches: crop them instead of padding negatively.
+  crop = tuple(slice(0, x.shape[1 + a] + min(pads[a][1], 0)) for a in range(nd))
+  x = x[(slice(None), *crop)]
+  pads = [(lo, max(hi, 0)) for lo, hi in pads]
+  y = lax.reduce_window(
+    x, init, lax.max, (1, *window, 1), (1, *strides, 1), ((0, 0), *pads, (0, 0))
+  )
+  assert tuple(y.shape[1:-1]) == tuple(outs), (y.shape, outs)
+  return y
+
+
+def adaptive_avg_pool(x: Array, output_size: int | Sequence[int]) -> Array:
+  """PyTorch ``nn.AdaptiveAvgPool2d``: (B, H, W, C) -> (B, *output_size, C) for any input size.
+
+  Output cell ``i`` of an axis of length ``n`` averages input ``[floor(i * n / out), ceil((i + 1) * n / out))``
+  (PyTorch's bins; they overlap when ``n`` is not a multiple of ``out`` and repeat inputs when ``n < out``).
+  Computed as two small averaging matrices, one per axis (torchvision VGG's 7x7 pool before the classifier).
+
+  Args:
+    x: (B, H, W, C).
+    output_size: int or (out_h, out_w).
+
+  Returns:
+    (B, out_h, out_w, C) in ``x``'s dtype.
+  """
+  out_h, out_w = _as_tuple(output_size, 2, "output_size")
+
+  def matrix(n: int, out: int) -> np.ndarray:
+    m = np.zeros((out, n), np.float32)
+    for i in range(out):
+      lo, hi = (i * n) // out, -(-((i + 1) * n) // out)
+      m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
+
+  mh = jnp.asarray(matrix(x.shape[1], out_h), x.dtype)
+  mw = jnp.asarray(matrix(x.shape[2], out_w), x.dtype)
+  return jnp.einsum("bhwc,ih,jw->bijc", x, mh, mw, precision=lax.Precision.HIGHEST)
 
 
 def resize_bilinear(x: Array, size: Sequence[int]) -> Array:

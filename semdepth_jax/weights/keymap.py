@@ -17,7 +17,11 @@ A key table is a list of :class:`Rule` ``(source, target, kind)``:
   ``linear`` PyTorch linear weight (out, in)                      (in, out)
   ``copy``   any (biases, embeddings)                             unchanged
   ``bn``     ``{source}.weight/.bias/.running_mean/.running_var`` ``{target}/scale, bias, mean, var``
+  ``drop``   a key the architecture deliberately discards          nothing (``target`` is ignored)
   ========== ==================================================== ==========================================
+
+``drop`` rules name reference keys that a variant has no place for (a classifier a headless backbone
+omits): they are consumed when present and are no error when absent, whereas any other unused key is.
 
 ``num_batches_tracked`` entries and a leading ``module.`` (DataParallel) are ignored by
 :func:`normalise_state_dict`. :func:`apply_key_table` is strict: every table entry must exist in the
@@ -33,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("conv", "linear", "copy", "bn")
+KINDS = ("conv", "linear", "copy", "bn", "drop")
 
 BN_SUFFIXES = (
   ("weight", "scale"),
@@ -164,6 +168,10 @@ def apply_key_table(
   result: dict[str, dict[str, Any]] = {}
   used, mentioned = set(), set()
   for source, path, kind in expand(table):
+    if kind == "drop":
+      if source in src:
+        used.add(source)
+      continue
     mentioned.add(path)
     if source not in src:
       problems.append(f"missing in {where}: {source} (for {path})")

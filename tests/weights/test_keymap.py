@@ -86,3 +86,21 @@ def test_every_problem_is_named_in_one_error():
   state = _state()
   state["module.extra.weight"] = np.zeros(2, np.float32)
   keymap.apply_key_table(state, TABLE, _target(), allow_unused=("extra.",))
+
+
+def test_drop_rules_consume_optional_keys():
+  table = [*TABLE, keymap.Rule("head.weight", "", "drop"), keymap.Rule("head.bias", "", "drop")]
+  state = _state()
+  state["head.weight"] = np.zeros((7, 4), np.float32)  # present: consumed, no error
+  state = {k.removeprefix("module."): v for k, v in state.items()}
+  out = keymap.apply_key_table(state, table, _target())
+  assert "head" not in out["params"]
+  # Absent (head.bias, and head.weight below): no error either; other unused keys still are.
+  del state["head.weight"]
+  state["other.weight"] = np.zeros(2, np.float32)
+  with pytest.raises(
+    keymap.KeyTableError, match=r"(?s)\(1 problems\).*unused key in checkpoint: other"
+  ):
+    keymap.apply_key_table(state, table, _target())
+  with pytest.raises(ValueError, match="kind must be one of"):
+    keymap.Rule("a", "b", "skip")

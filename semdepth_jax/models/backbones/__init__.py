@@ -119,3 +119,81 @@ def get_backbone_entry(name: str) -> BackboneEntry:
   if name not in BACKBONES:
     raise KeyError(f"unknown backbone {name!r}; known backbones: {', '.join(known_backbones())}")
   return BACKBONES[name]
+
+
+# ------------------------------------------------------------------------------------------------------
+# VGG16 and ResNet entries (vgg.py, resnet.py). The modules import this package's names above, so they are
+# imported here, after those names exist.
+# ------------------------------------------------------------------------------------------------------
+def _preset(fn: Callable[..., Any], **defaults: Any) -> Callable[..., Any]:
+  """``fn`` with preset keyword defaults that callers may override."""
+
+  def call(**attributes: Any) -> Any:
+    return fn(**{**defaults, **attributes})
+
+  return call
+
+
+def _register_vgg_resnet() -> None:
+  from semdepth_jax.models import layers
+  from semdepth_jax.models.backbones import resnet, vgg
+
+  def add(name, module, table, prep, reference, **defaults):
+    BACKBONES[name] = BackboneEntry(
+      build=_preset(module, **defaults),
+      key_table=_preset(table, **defaults),
+      preprocessing=lambda **_: prep,
+      reference=reference,
+    )
+
+  add("vgg16", vgg.VGG, vgg.key_table, IMAGENET, "torchvision.models.vgg16")
+  # docs/model_spec.md §2.1: Caffe BGR input; converted torchvision weights: --preprocessing imagenet.
+  add(
+    "vgg16_deeplab",
+    vgg.VGG,
+    vgg.key_table,
+    CAFFE_BGR,
+    "DeepLab-v2 VGG16 (model_spec §2.1); conv keys of torchvision.models.vgg16",
+    variant="deeplab_v2",
+    num_classes=0,
+  )
+  for depth in (18, 50, 101):
+    add(
+      f"resnet{depth}",
+      resnet.ResNet,
+      resnet.key_table,
+      IMAGENET,
+      f"torchvision.models.resnet{depth}",
+      block="basic" if depth == 18 else "bottleneck",
+      depths=resnet.DEPTHS[depth],
+    )
+  add(
+    "resnet101_deeplab",
+    resnet.ResNet,
+    resnet.key_table,
+    CAFFE_BGR,
+    "DeepLab-v2 ResNet-101 (model_spec §3.1); keys of torchvision.models.resnet101",
+    block="bottleneck",
+    depths=resnet.DEPTHS[101],
+    stride_in_1x1=True,
+    ceil_mode=True,
+    output_stride=8,
+    dilation_mode="deeplab_v2",
+    bn=layers.FROZEN_BN,
+    num_classes=0,
+  )
+  add(
+    "resnet18_places365",
+    resnet.ResNet,
+    resnet.key_table,
+    IMAGENET,
+    "CSAILVision/places365 wideresnet.resnet18(num_classes=365) (model_spec §5.4)",
+    block="basic",
+    depths=resnet.DEPTHS[18],
+    stem_pool=False,
+    pool_window=14,
+    num_classes=365,
+  )
+
+
+_register_vgg_resnet()
