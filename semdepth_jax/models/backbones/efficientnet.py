@@ -37,6 +37,15 @@ Dilation (``output_stride`` 16 or 8) follows one of two rules (:data:`DILATION_R
 Random streams: drop path and classifier dropout draw from the ``'dropout'`` rng (``rngs={'dropout': key}``),
 needed only with ``train=True`` and a non-zero rate.
 
+Usage (also what ``benchmarks/backbones.py`` times against ``timm.create_model('efficientnet_b4')``)::
+
+  model = EfficientNet(variant="b4", num_classes=1000)        # or num_classes=0: the encoder only
+  x = normalise(rgb_01, preprocessing("b4"))                   # (B, H, W, 3), ImageNet mean/std
+  variables = model.init(jax.random.key(0), x)
+  out, updates = model.apply(variables, x, train=True, mutable=["batch_stats"],
+                             rngs={"dropout": key})            # rngs only with a drop rate > 0
+  out["features"]["stride32"]                                  # (B, ceil(H/32), ceil(W/32), 448)
+
 Variables are named after timm's modules (``conv_stem``, ``bn1``, ``stage{i}_block{j}/conv_dw``, ...,
 ``se/conv_reduce``, ``conv_head``, ``bn2``, ``classifier``); :func:`key_table` maps a timm state dict onto
 them.
@@ -536,6 +545,7 @@ class EfficientNet(nn.Module):
       raise ValueError(f"EfficientNet: expected input (B, H, W, 3), got shape {x.shape}")
     plans = self.block_plans()
     feature_stages = self._feature_stages()
+    repeats = self.stage_repeats()
     bn = lambda name: layers.batch_norm(train, self.bn, dtype=self.dtype, name=name)  # noqa: E731
 
     pad = torch_padding(3, 2, 1)
@@ -553,7 +563,7 @@ class EfficientNet(nn.Module):
     features = {}
     for p in plans:
       x = MBConv(p, bn=self.bn, dtype=self.dtype, name=p.name)(x, train)
-      if p.index + 1 == self.stage_repeats()[p.stage] and p.stage in feature_stages:
+      if p.index + 1 == repeats[p.stage] and p.stage in feature_stages:
         features[f"stride{feature_stages[p.stage]}"] = x
     out: dict[str, Any] = {"features": features}
     if self.num_classes > 0:
