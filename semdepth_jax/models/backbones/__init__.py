@@ -197,3 +197,24 @@ def _register_vgg_resnet() -> None:
 
 
 _register_vgg_resnet()
+
+
+# ------------------------------------------------------------------------------------------------------
+# EfficientNet-B0 ... B4 (efficientnet.py, timm ``efficientnet_bN``). Imported here, after the names above
+# exist, because efficientnet.py imports them.
+# ------------------------------------------------------------------------------------------------------
+def _register_efficientnet() -> None:
+  import functools
+
+  from semdepth_jax.models.backbones import efficientnet
+
+  for variant in efficientnet.VARIANTS:
+    BACKBONES[f"efficientnet_{variant}"] = BackboneEntry(
+      build=functools.partial(efficientnet.EfficientNet, variant=variant),
+      key_table=functools.partial(efficientnet.key_table, variant=variant),
+      preprocessing=functools.partial(efficientnet.preprocessing, variant=variant),
+      reference=f"timm.create_model('efficientnet_{variant}')",
+    )
+
+
+_register_efficientnet()
