@@ -18,11 +18,6 @@ DATASETS = (
   "replica",
   "nyu_depth_v2_labeled",
   "camvid",
-DATASETS = (
-  "synthetic_city",
-  "replica",
-  "nyu_depth_v2_labeled",
-  "camvid",
   "cityscapes",
   "sun_rgbd",
   "hypersim",
@@ -30,7 +25,6 @@ DATASETS = (
   "kitti_depth",
   "synthia_rand_cityscapes",
   "synthia_al",
-)
 )
 """The project's datasets (package names under ``data_builders/``)."""
 

@@ -224,8 +224,8 @@ def locate_root(manual_dir: epath.Path, marker: str, extract_dir: epath.Path) ->
   """
   candidates = _roots_with(manual_dir, marker)
   if not candidates:
-    for archive in sorted(p for p in manual_dir.iterdir() if _is_archive(p)):
-      candidates += _roots_with(_extract(archive, extract_dir), marker)
+    for archive in sorted(p for p in manual_dir.iterdir() if is_archive(p)):
+      candidates += _roots_with(extract(archive, extract_dir), marker)
   if len(candidates) > 1:
     raise ValueError(
       f"found {len(candidates)} folders holding {marker} under {manual_dir}: "
@@ -252,11 +252,12 @@ def _subfolders(folder: epath.Path) -> list[epath.Path]:
     return []
 
 
-def _is_archive(path: epath.Path) -> bool:
+def is_archive(path: epath.Path) -> bool:
+  """Whether ``path`` is a file with one of the archive suffixes (zip, tar, tar.gz, tgz ...) builders open."""
   return path.is_file() and path.name.lower().endswith(_ARCHIVE_SUFFIXES)
 
 
-def _extract(archive: epath.Path, extract_dir: epath.Path) -> epath.Path:
+def extract(archive: epath.Path, extract_dir: epath.Path) -> epath.Path:
   """Extracts ``archive`` once into ``extract_dir/<archive name>`` (a ``.done`` marker caches it)."""
   dest = extract_dir / archive.name
   done = extract_dir / f"{archive.name}.done"

@@ -42,8 +42,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from data_builders import common
-from data_builders.cityscapes import archive
+from data_builders import archive, common
 from semdepth_jax.data import meta as meta_lib
 from semdepth_jax.data import transforms
 

@@ -43,7 +43,6 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from data_builders import common
-from data_builders.kitti_depth import meta as kitti_meta
 from semdepth_jax.data import meta as meta_lib
 
 DEPTH_SCALE = 256.0  # data_depth_annotated PNG value per metre.
@@ -651,9 +650,10 @@ def depth_example(
 
 
 def cityscapes_lut() -> np.ndarray:
-  """uint8 (256,) Cityscapes label id -> trainId 0..18 (``meta.CITYSCAPES19_LABEL_IDS``), else 255."""
+  """uint8 (256,) Cityscapes label id -> trainId 0..18 (``CITYSCAPES_LABEL_ID_TO_TRAIN_ID``), else 255."""
   lut = np.full(256, meta_lib.IGNORE_INDEX, np.uint8)
-  lut[list(kitti_meta.CITYSCAPES19_LABEL_IDS)] = np.arange(19, dtype=np.uint8)
+  table = meta_lib.CITYSCAPES_LABEL_ID_TO_TRAIN_ID
+  lut[: len(table)] = table
   return lut
 
 

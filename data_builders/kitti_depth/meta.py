@@ -4,25 +4,11 @@ KITTI images are ~375 x 1242 and differ by a few pixels between recording dates;
 own size with their own intrinsics (P_rect_02 of the drive's date), so ``intrinsics`` is ``None`` here.
 """
 
-from semdepth_jax.data.meta import DatasetMeta
+from semdepth_jax.data.meta import CITYSCAPES19_CLASS_COLORS, CITYSCAPES19_CLASS_NAMES, DatasetMeta
 
 DEFAULT_CONFIG = "eigen"
 """What the bare name ``kitti_depth`` means."""
 
-# The 19 Cityscapes training ids 0..18 in trainId order (Cordts et al. 2016, cityscapesScripts labels.py;
-# model_spec §9.2). KITTI semantics uses the Cityscapes label ids, so its stored classes are this set.
-CITYSCAPES19_CLASS_NAMES = (
-  "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-  "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle",
-  "bicycle",
-)  # fmt: skip
-CITYSCAPES19_CLASS_COLORS = (
-  (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
-  (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
-  (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
-)  # fmt: skip
-CITYSCAPES19_LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
-"""Cityscapes label id of each trainId 0..18 (every other label id 0..33 is ignored)."""
 
 NATIVE_SIZE = (375, 1242)
 """(H, W) of the 2011_09_26 drives; other dates differ by a few pixels (e.g. 370 x 1226, 376 x 1241)."""

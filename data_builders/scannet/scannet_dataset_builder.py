@@ -187,9 +187,9 @@ def find_scenes(
   roots, label_dirs = [manual_dir], {}
   # The archive helpers that common.locate_root uses (extract once, cached by a .done marker).
   for archive in sorted(manual_dir.iterdir()):
-    if not common._is_archive(archive):
+    if not common.is_archive(archive):
       continue
-    folder = common._extract(archive, extract_dir)
+    folder = common.extract(archive, extract_dir)
     match = _LABEL_ARCHIVE_RE.fullmatch(archive.name)
     if match:
       label_dirs[match[1]] = folder / "label-filt"

@@ -49,8 +49,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from data_builders import common
-from data_builders.cityscapes import archive
+from data_builders import archive, common
 from semdepth_jax.data import meta as meta_lib
 
 DATA = ("SUNRGBD", "SUNRGBD.zip")

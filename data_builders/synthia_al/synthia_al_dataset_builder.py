@@ -42,9 +42,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from data_builders import common
+from data_builders import common, png16
 from data_builders.synthia_al import meta as al_meta
-from data_builders.synthia_rand_cityscapes import png16
 from semdepth_jax.data import meta as meta_lib
 
 DEPTH_RANGE_M = 5000.0  # metres of the largest 24-bit code.

@@ -4,8 +4,12 @@
 ``synthia22`` stores SYNTHIA's own classes, raw ids 1..22 -> training ids 0..21 (``docs/model_spec.md`` §9.6).
 """
 
-from data_builders.kitti_depth.meta import CITYSCAPES19_CLASS_COLORS, CITYSCAPES19_CLASS_NAMES
-from semdepth_jax.data.meta import DatasetMeta, generated_palette
+from semdepth_jax.data.meta import (
+  CITYSCAPES19_CLASS_COLORS,
+  CITYSCAPES19_CLASS_NAMES,
+  DatasetMeta,
+  generated_palette,
+)
 
 DEFAULT_CONFIG = "cityscapes19"
 """What the bare name ``synthia_rand_cityscapes`` means."""

@@ -31,8 +31,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from data_builders import common
-from data_builders.synthia_rand_cityscapes import png16
+from data_builders import common, png16
 from semdepth_jax.data import meta as meta_lib
 
 DEPTH_SCALE = 100.0  # Depth PNG value per metre (centimetres).

@@ -17,9 +17,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from data_builders import get_builder_class
+from data_builders import get_builder_class, png16
 from data_builders.synthia_al import synthia_al_dataset_builder as alb
-from data_builders.synthia_rand_cityscapes import png16
 from data_builders.synthia_rand_cityscapes import synthia_rand_cityscapes_dataset_builder as srb
 from semdepth_jax.data import meta
 
