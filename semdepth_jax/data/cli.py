@@ -121,7 +121,7 @@ def _has_tensorflow() -> bool:
 
 
 def build(args: argparse.Namespace) -> int:
-  """Handler of ``data build``; returns the exit status (0 on success, 1 on a user error)."""
+  """Handler of ``data build``; returns the exit status (0 on success, 2 on a user error)."""
   import tensorflow_datasets as tfds
 
   from semdepth_jax.data import pipeline
@@ -129,21 +129,21 @@ def build(args: argparse.Namespace) -> int:
   try:
     name = dataset_name(args.dataset, args.config)
   except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+    print(f"semdepth data {args.data_command}: error: {e}", file=sys.stderr)
+    return 2
   if args.file_format == "tfrecord" and not _has_tensorflow():
     print(
-      "error: --file_format tfrecord needs TensorFlow, which is not installed "
+      f"semdepth data {args.data_command}: error: --file_format tfrecord needs TensorFlow, which is not installed "
       "(pip install 'semdepth-jax[tf]'), or use the default --file_format array_record.",
       file=sys.stderr,
     )
-    return 1
+    return 2
   data_dir = args.data_dir or pipeline.default_data_dir()
   try:
     builder = pipeline.get_builder(name, data_dir)
-  except KeyError as e:
-    print(f"error: {e.args[0]}", file=sys.stderr)
-    return 1
+  except (KeyError, ValueError) as e:
+    print(f"semdepth data {args.data_command}: error: {e.args[0]}", file=sys.stderr)
+    return 2
   if builder.is_prepared():
     print(f"{name} is already built at {builder.data_dir}; nothing to do.")
     _print_splits(builder)
@@ -155,7 +155,7 @@ def build(args: argparse.Namespace) -> int:
       f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}",
       file=sys.stderr,
     )
-    return 1
+    return 2
   download_config = tfds.download.DownloadConfig(manual_dir=args.manual_dir, try_download_gcs=False)
   print(f"Building {name} into {data_dir} ({args.file_format}) ...", flush=True)
   start = time.perf_counter()
@@ -164,8 +164,8 @@ def build(args: argparse.Namespace) -> int:
   except (FileNotFoundError, ValueError) as e:
     # Builders check their raw files up front and list what is missing; a bad file (corrupt PNG, size
     # mismatch, label out of range) raises ValueError naming it.
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+    print(f"semdepth data {args.data_command}: error: {e}", file=sys.stderr)
+    return 2
   except KeyboardInterrupt:
     # incomplete_dir() has removed its temporary folder; the final folder was never created.
     print(
@@ -186,23 +186,25 @@ def _print_splits(builder) -> None:
 
 
 def show(args: argparse.Namespace) -> int:
-  """Handler of ``data show``; returns the exit status (0 on success, 1 on a user error)."""
+  """Handler of ``data show``; returns the exit status (0 on success, 2 on a user error)."""
   from semdepth_jax import viz
   from semdepth_jax.data import meta as meta_lib
   from semdepth_jax.data import pipeline
 
   if args.n < 1:
-    print(f"error: --n must be >= 1, got {args.n}", file=sys.stderr)
-    return 1
+    print(
+      f"semdepth data {args.data_command}: error: --n must be >= 1, got {args.n}", file=sys.stderr
+    )
+    return 2
   try:
     name = dataset_name(args.dataset, args.config)
     source = pipeline.open_source(name, args.split, args.data_dir)
   except (KeyError, ValueError) as e:
-    print(f"error: {e.args[0]}", file=sys.stderr)
-    return 1
+    print(f"semdepth data {args.data_command}: error: {e.args[0]}", file=sys.stderr)
+    return 2
   except FileNotFoundError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+    print(f"semdepth data {args.data_command}: error: {e}", file=sys.stderr)
+    return 2
   n = min(args.n, len(source))
   examples = [source[i] for i in range(n)]
   meta = meta_for(name)

@@ -137,7 +137,7 @@ def test_interrupted_build_is_not_mistaken_for_complete(tmp_path, capsys, monkey
     data_dir,
   ]
   rc, _, err = run(argv, capsys)
-  assert rc == 1
+  assert rc == 2
   assert f"semdepth data build --dataset {NAME} --data_dir {data_dir}" in err
   # Building again completes.
   monkeypatch.setattr(SemdepthCliTestDs, "FAIL_AFTER", None)
@@ -151,14 +151,14 @@ def test_interrupted_build_is_not_mistaken_for_complete(tmp_path, capsys, monkey
 def test_tfrecord_without_tensorflow_is_a_clear_error(tmp_path, capsys):
   argv = ["data", "build", "--dataset", NAME, "--data_dir", str(tmp_path), "--file_format"]
   rc, _, err = run(argv + ["tfrecord"], capsys)
-  assert rc == 1 and "needs TensorFlow" in err
+  assert rc == 2 and "needs TensorFlow" in err
 
 
 def test_unknown_dataset_and_config_conflict(tmp_path, capsys):
   rc, _, err = run(
     ["data", "build", "--dataset", "no_such_ds", "--data_dir", str(tmp_path)], capsys
   )
-  assert rc == 1 and "unknown dataset 'no_such_ds'" in err
+  assert rc == 2 and "unknown dataset 'no_such_ds'" in err
   assert cli.dataset_name("nyu_depth_v2_labeled", "13") == "nyu_depth_v2_labeled/13"
   assert cli.dataset_name("nyu_depth_v2_labeled/13:1.0.0", "13") == "nyu_depth_v2_labeled/13:1.0.0"
   with pytest.raises(ValueError, match="already names config"):
@@ -168,3 +168,13 @@ def test_unknown_dataset_and_config_conflict(tmp_path, capsys):
 def test_data_without_subcommand_prints_help(capsys):
   rc, out, _ = run(["data"], capsys)
   assert rc == 2 and "build" in out and "show" in out
+
+
+def test_stock_tfds_name_is_a_usage_error_listing_our_datasets(tmp_path, capsys):
+  # nyu_depth_v2 is a stock TFDS dataset (a 32 GB download); only this project's builders are ever used.
+  rc, _, err = run(
+    ["data", "build", "--dataset", "nyu_depth_v2", "--data_dir", str(tmp_path)], capsys
+  )
+  assert rc == 2
+  assert "unknown dataset 'nyu_depth_v2'" in err and "nyu_depth_v2_labeled" in err
+  assert not any(tmp_path.iterdir())  # nothing was created, nothing was downloaded
