@@ -21,9 +21,10 @@ Outputs per image ``<stem>`` (in ``--out``):
 
 ==========================  =================================================================================
 ``<stem>_depth.npy``        float32 (H, W) depth in metres
-``<stem>_depth.png``        uint16 (H, W) depth in **millimetres** (``round(1000 d)``), clipped to
-                            [0, 65535]: depths beyond 65.535 m saturate (the ``.npy`` keeps them); read back
-                            with ``value / 1000`` (``semdepth score --pred_scale 1000``)
+``<stem>_depth.png``        uint16 (H, W) depth ``round(scale * d)``: millimetres (scale 1000) for datasets
+                            whose depth stays under 65 m, 1/256 m (KITTI's convention) for outdoor ones
+                            (``depth_png_scale``); the scale is stored in the PNG's ``depth_scale`` text
+                            chunk, which ``semdepth score`` reads (the ``.npy`` keeps full precision)
 ``<stem>_depth_color.png``  depth colourised with the dataset's *fixed* ``meta.depth_vis_range`` (never
                             rescaled per image, so sequences do not flicker), with a colour bar in metres
                             (``viz.depth_colorbar_image``; images under 160 px tall are enlarged by an
@@ -72,7 +73,13 @@ TTA_MODES = ("none", "flip")
 """Test-time augmentation: none, or horizontal flip (``semdepth_jax.tiling.flip_tta``)."""
 
 DEPTH_PNG_SCALE = 1000.0
-"""``<stem>_depth.png`` stores ``round(depth_m * DEPTH_PNG_SCALE)`` as uint16 (millimetres)."""
+"""Default units per metre of ``<stem>_depth.png`` (millimetres), for datasets whose depth stays < 65 m."""
+
+DEPTH_PNG_SCALE_FAR = 256.0
+"""Units per metre for far-range datasets (KITTI's png/256 convention: up to 255.996 m in a uint16)."""
+
+DEPTH_PNG_SCALE_KEY = "depth_scale"
+"""PNG text chunk of ``<stem>_depth.png`` holding its scale (metres = value / scale)."""
 
 PLY_COLORS = ("rgb", "class")
 
@@ -547,17 +554,39 @@ def parse_intrinsics(text: str) -> tuple[float, float, float, float]:
 # Output formats.
 
 
-def depth_to_png_mm(depth_m: np.ndarray) -> np.ndarray:
-  """uint16 millimetres ``clip(round(1000 d), 0, 65535)``; NaN/negative -> 0, > 65.535 m saturates."""
+def depth_png_scale(meta: Any) -> float:
+  """Units per metre of the depth PNGs for a dataset (metres = value / scale).
+
+  Millimetres (1000) when its depth range fits in a uint16 at that scale (``max_depth`` and
+  ``depth_vis_range`` <= 65 m), else 256 (KITTI's convention, up to 256 m), so outdoor predictions do not
+  saturate at 65.535 m.
+  """
+  far = max(float(meta.max_depth or 0.0), float(meta.depth_vis_range[1]))
+  if meta.max_depth is None and meta.scene_type == "outdoor":
+    far = max(far, 80.0)
+  return DEPTH_PNG_SCALE if far <= 65.0 else DEPTH_PNG_SCALE_FAR
+
+
+def depth_to_png(depth_m: np.ndarray, scale: float = DEPTH_PNG_SCALE) -> np.ndarray:
+  """uint16 ``clip(round(scale * d), 0, 65535)``; NaN/negative -> 0, beyond ``65535 / scale`` m saturates."""
   d = np.nan_to_num(np.asarray(depth_m, np.float64), nan=0.0, posinf=np.inf, neginf=0.0)
-  return np.clip(np.rint(d * DEPTH_PNG_SCALE), 0, 65535).astype(np.uint16)
+  return np.clip(np.rint(d * float(scale)), 0, 65535).astype(np.uint16)
 
 
-def write_depth_png(path: str | os.PathLike, depth_m: np.ndarray) -> None:
-  """Writes ``depth_to_png_mm(depth_m)`` as a 16-bit greyscale PNG."""
-  from PIL import Image
+def write_depth_png(
+  path: str | os.PathLike, depth_m: np.ndarray, scale: float = DEPTH_PNG_SCALE
+) -> None:
+  """Writes ``depth_to_png(depth_m, scale)`` as a 16-bit greyscale PNG with its scale in a text chunk.
 
-  Image.fromarray(depth_to_png_mm(depth_m)).save(path)
+  The chunk ``depth_scale`` (:data:`DEPTH_PNG_SCALE_KEY`) says ``metres = value / scale``;
+  ``semdepth score`` reads it when ``--pred_scale`` is not given.
+  """
+  from PIL import Image, PngImagePlugin
+
+  info = PngImagePlugin.PngInfo()
+  info.add_text(DEPTH_PNG_SCALE_KEY, f"{float(scale):g}")
+  info.add_text("depth_unit", f"metres = value / {float(scale):g}")
+  Image.fromarray(depth_to_png(depth_m, scale)).save(path, pnginfo=info)
 
 
 def write_palette_png(
@@ -735,7 +764,7 @@ def write_prediction(
 
   if depth is not None:
     np.save(path("_depth.npy"), np.asarray(depth, np.float32))
-    write_depth_png(path("_depth.png"), depth)
+    write_depth_png(path("_depth.png"), depth, depth_png_scale(meta))
     Image.fromarray(viz.depth_colorbar_image(depth, vmin, vmax)).save(path("_depth_color.png"))
   if labels is not None:
     write_palette_png(path("_seg.png"), labels, meta.class_colors)

@@ -62,7 +62,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   d = p.add_argument_group("depth")
   d.add_argument("--pred", type=pathlib.Path, help="folder of depth predictions (.png / .npy)")
   d.add_argument("--gt", type=pathlib.Path, help="folder of ground-truth depth (.png / .npy)")
-  d.add_argument("--pred_scale", type=float, help="PNG predictions: metres = value / pred_scale")
+  d.add_argument(
+    "--pred_scale",
+    type=float,
+    help="PNG predictions: metres = value / pred_scale (default: the PNG's depth_scale chunk)",
+  )
   d.add_argument("--gt_scale", type=float, help="PNG ground truth: metres = value / gt_scale")
   d.add_argument(
     "--pred_pattern",
@@ -260,14 +264,30 @@ def _read_array(path: pathlib.Path) -> np.ndarray:
   return arr
 
 
+def png_depth_scale(path: pathlib.Path) -> float | None:
+  """The ``depth_scale`` text chunk that ``semdepth predict`` writes into its depth PNGs, or None."""
+  from PIL import Image
+
+  try:
+    with Image.open(path) as im:
+      value = getattr(im, "text", {}).get("depth_scale")
+    return float(value) if value else None
+  except (OSError, ValueError):
+    return None
+
+
 def read_depth(path: pathlib.Path, scale: float | None, what: str) -> np.ndarray:
   """Reads a depth map as float32 metres (PNG: value / scale; .npy: as stored).
+
+  A PNG without an explicit ``scale`` uses its ``depth_scale`` text chunk (``semdepth predict``'s PNGs).
 
   Raises:
     ScoreError: unreadable file, wrong shape, PNG without a scale.
   """
   arr = _read_array(path)
   if path.suffix.lower() == ".png":
+    if scale is None:
+      scale = png_depth_scale(path)
     if scale is None:
       raise ScoreError(
         f"{path} is a PNG: give --{what}_scale (metres = value / scale; e.g. 5000 for NYU, 256 for "

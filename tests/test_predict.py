@@ -57,8 +57,11 @@ def test_outputs_have_original_size_and_formats(trained_workdir, tmp_path):
     assert depth.dtype == np.float32 and depth.shape == (h, w)
     png = read_back(out / f"{stem}_depth.png")[0]
     assert png.dtype == np.uint16 and png.shape == (h, w)
-    # uint16 millimetres read back / 1000 equal the npy metres within 1 mm (rounding: <= 0.5 mm).
-    assert np.max(np.abs(png / 1000.0 - depth)) <= 0.0005 + 1e-6
+    # synthetic_city is outdoor (80 m): the PNG is in 1/256 m (KITTI's convention), recorded in the file;
+    # read back / 256 it equals the npy metres within half a unit.
+    with Image.open(out / f"{stem}_depth.png") as im:
+      assert im.text["depth_scale"] == "256"
+    assert np.max(np.abs(png / 256.0 - depth)) <= 0.5 / 256 + 1e-6
     ids, mode, size, pal = read_back(out / f"{stem}_seg.png")
     assert mode == "P" and size == (w, h)
     palette = np.asarray(pal[: 3 * META.num_classes]).reshape(-1, 3)
@@ -76,9 +79,19 @@ def test_outputs_have_original_size_and_formats(trained_workdir, tmp_path):
     assert (out / f"{stem}_figure.png").stat().st_size > 0
 
 
-def test_depth_png_saturates_and_documents_mm():
+def test_depth_png_scale_per_dataset_range_and_recorded_in_the_png(tmp_path):
   d = np.asarray([[0.0, 1.2344, 70.0, np.nan, -1.0]], np.float32)
-  np.testing.assert_array_equal(predict.depth_to_png_mm(d), [[0, 1234, 65535, 0, 0]])
+  np.testing.assert_array_equal(predict.depth_to_png(d, 1000.0), [[0, 1234, 65535, 0, 0]])
+  # 70 m at 1/256 m: 17920, no saturation.
+  np.testing.assert_array_equal(predict.depth_to_png(d, 256.0), [[0, 316, 17920, 0, 0]])
+  assert predict.depth_png_scale(meta_lib.get_meta("replica")) == 1000.0  # indoor, 10 m cap
+  assert predict.depth_png_scale(meta_lib.get_meta("synthetic_city")) == 256.0  # outdoor, 80 m
+  assert predict.depth_png_scale(meta_lib.get_meta("kitti_depth")) == 256.0
+  path = tmp_path / "x_depth.png"
+  predict.write_depth_png(path, d, 256.0)
+  with Image.open(path) as im:
+    assert im.text["depth_scale"] == "256"
+    np.testing.assert_array_equal(np.asarray(im), [[0, 316, 17920, 0, 0]])
 
 
 def test_ply_header_count_and_backprojection(trained_workdir, tmp_path):
