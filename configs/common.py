@@ -8,6 +8,8 @@ any other key):
   (H, W) of training crops; ``train_split``; ``augment`` (overrides of
   ``semdepth_jax.data.transforms.DEFAULT_AUGMENT``); ``data.{num_threads, prefetch, worker_count}``.
 * ``model``: ``name`` (registry key) + constructor keyword arguments (free-form; checked by the model).
+* ``model_init.{path, prefix, exclude}``: start from converted pretrained weights (``semdepth
+  convert-weights``) merged strictly into the parameter subtree ``prefix`` ('' = the whole model).
 * ``stages``: name -> stage (see :func:`stage_config`), run in ``stage_order``. A stage has ``num_steps``
   or ``num_epochs``, ``batch_size`` (global), ``trainable`` (regex on parameter paths, '' = all),
   ``loss`` (terms for ``semdepth_jax.losses.build_loss``), ``model`` (overrides of ``config.model`` for
@@ -154,6 +156,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict({"num_threads": 2, "prefetch": 2, "worker_count": 0})
 
   c.model = ml_collections.ConfigDict({"name": "unet"})
+  # Pretrained weights (``semdepth convert-weights`` output) merged into the subtree ``prefix`` of the
+  # fresh parameters; ``exclude``: regexes of paths to keep from the initialisation (e.g. a classifier).
+  c.model_init = ml_collections.ConfigDict({"path": "", "prefix": "", "exclude": ()})
   c.stages = ml_collections.ConfigDict({"train": stage_config(num_steps=1000)})
   c.stage_order = ("train",)
 

@@ -446,3 +446,45 @@ def test_replica_train_evaluate_predict_score(shared_data, tmp_path, capsys):
   for k in ("abs_rel", "rmse", "delta1"):
     assert scored[k] is not None and np.isfinite(scored[k]), k
   assert "abs_rel" in capsys.readouterr().out
+
+
+def test_one_checkpoint_gets_identical_metrics_through_every_evaluation_path(
+  toy_registered, tfds_dir, tmp_path
+):
+  """Training-time evaluation, `semdepth evaluate` (the notebook calls the same evaluate_workdir) and the
+  quickstart's evaluation give the same numbers for the same checkpoint and split."""
+  from semdepth_jax import quickstart
+  from semdepth_jax.train import config_utils, loop
+
+  cfg_path = tmp_path / "toy_config.py"
+  cfg_path.write_text(CONFIG_PY)
+  config = config_utils.load_config(
+    str(cfg_path), [f"--config.data_dir={tfds_dir}", "--config.eval.split=validation"]
+  )
+  workdir = tmp_path / "workdir"
+  result = loop.train(config, workdir)
+  during_training = result.eval_metrics
+  assert {"abs_rel", "rmse", "delta1", "miou", "pixel_acc"} <= set(during_training)
+
+  rc = main(["evaluate", "--workdir", str(workdir), "--split", "validation"])
+  assert rc == 0
+  out = workdir / "eval" / "validation" / "dataset_synthetic_city" / "resize" / "metrics.json"
+  cli = evaluate.report_scalars(json.loads(out.read_text()))
+  from_quickstart = quickstart.evaluate_with_baselines(config, str(workdir), split="validation")
+  for name, got in (("semdepth evaluate", cli), ("quickstart", from_quickstart["model"])):
+    assert set(got) == set(during_training), name
+    for k, v in during_training.items():
+      assert got[k] == pytest.approx(v, rel=1e-6, abs=1e-7), (name, k)
+  # The quickstart's baselines (constant predictions through the same Evaluation) against numpy.
+  base, stats = from_quickstart["baseline"], from_quickstart["baselines"]
+  ex = eval_examples(tfds_dir, "validation")
+  seg = ex["segmentation"]
+  labelled = seg != 255
+  assert base["pixel_acc"] == pytest.approx(
+    np.mean(seg[labelled] == stats["majority_class"]), rel=1e-6
+  )
+  per_image = []
+  for g in ex["depth"]:
+    v = (g > 1e-3) & (g < 80.0)
+    per_image.append(np.mean(np.abs(stats["mean_depth"] - g[v]) / g[v]))
+  assert base["abs_rel"] == pytest.approx(np.mean(per_image), rel=1e-5)

@@ -511,9 +511,14 @@ class _StateFactory:
     return abstract, shardings
 
   def fresh(self, tx) -> tuple[TrainState, Any]:
-    """A newly initialised state (params from the seed) on the mesh."""
+    """A newly initialised state on the mesh: params from the seed, then ``config.model_init`` if set."""
     _, shardings = self.abstract(tx)
-    state = jax.jit(self._state_fn(tx), out_shardings=shardings)()
+    make = jax.jit(self._state_fn(tx), out_shardings=shardings)
+    state = make()
+    init = self.config.get("model_init")
+    if init is not None and init.get("path"):
+      variables = load_model_init(init, jax.device_get(state.variables()))
+      state = make(variables["params"], variables.get("batch_stats", {}))
     return state, shardings
 
   def with_new_optimizer(self, state: TrainState, tx) -> tuple[TrainState, Any]:
@@ -527,6 +532,31 @@ class _StateFactory:
       state.params, state.batch_stats, state.step, state.rng
     )
     return new, shardings
+
+
+def load_model_init(init: Any, variables: Any) -> dict[str, Any]:
+  """Merges the pretrained weights of ``config.model_init`` into freshly initialised ``variables``.
+
+  ``init.path`` is a converted-weights directory (``semdepth convert-weights``, or
+  ``semdepth_jax.weights.convert.save_variables``); its variables replace the subtree ``init.prefix`` of the
+  model's (``''`` = the whole tree), except paths matching a regex of ``init.exclude`` (e.g. a classifier).
+
+  Raises:
+    semdepth_jax.weights.convert.WeightsFileError: unreadable directory.
+    semdepth_jax.weights.convert.PretrainedMismatchError: missing / unexpected paths or shape mismatches
+      (every path with expected and actual shapes, in one message).
+  """
+  from semdepth_jax.weights import convert
+
+  pretrained, _ = convert.load_converted(init.path)
+  merged = convert.merge_pretrained(
+    variables,
+    pretrained,
+    prefix=str(init.get("prefix") or ""),
+    exclude=tuple(init.get("exclude") or ()),
+  )
+  _log.info("initialised %s from %s", init.get("prefix") or "the model", init.path)
+  return merged
 
 
 # ----------------------------------------------------------------------------------------------------------

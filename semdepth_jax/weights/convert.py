@@ -356,6 +356,60 @@ def convert(
   return metadata
 
 
+def save_variables(
+  variables: Mapping[str, Any],
+  out: str | pathlib.Path,
+  *,
+  architecture: str,
+  description: str = "",
+  overwrite: bool = False,
+) -> dict[str, Any]:
+  """Writes variables already in this library's layout as a converted-weights directory.
+
+  For initialising a run from another run's (sub)tree or from hand-made weights through
+  ``config.model_init``, which reads any directory in :func:`load_converted`'s format.
+
+  Args:
+    variables: ``{'params': ..., 'batch_stats': ...}`` (arrays).
+    out: output directory.
+    architecture: recorded in the metadata (a model or backbone name; informational).
+    description: where the variables come from (recorded).
+    overwrite: replace an existing directory's content.
+
+  Returns:
+    The metadata written.
+
+  Raises:
+    ValueError: ``out`` already holds a conversion and ``overwrite`` is False.
+  """
+  import jax
+  import orbax.checkpoint as ocp
+
+  import semdepth_jax
+
+  out = pathlib.Path(out)
+  var_dir = out / VARIABLES_DIR
+  if (var_dir.exists() or (out / METADATA_FILE).exists()) and not overwrite:
+    raise ValueError(f"{out} already holds a conversion (pass overwrite=True to replace it)")
+  variables = {c: jax.device_get(dict(v)) for c, v in variables.items() if v}
+  out.mkdir(parents=True, exist_ok=True)
+  with ocp.StandardCheckpointer() as ckpt:
+    ckpt.save(var_dir.absolute(), variables, force=overwrite)
+  metadata = {
+    "format_version": FORMAT_VERSION,
+    "architecture": architecture,
+    "attributes": {},
+    "reference": description,
+    "source": None,
+    "preprocessing": None,
+    "collections": sorted(variables),
+    "semdepth_jax_version": semdepth_jax.__version__,
+    "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+  }
+  (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+  return metadata
+
+
 def load_converted(directory: str | pathlib.Path) -> tuple[dict[str, Any], dict[str, Any]]:
   """Reads a :func:`convert` output.
 
