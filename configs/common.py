@@ -70,6 +70,7 @@ def schedule_config(**overrides: Any) -> ml_collections.ConfigDict:
     {
       "name": "constant",
       "warmup_steps": 0,
+      "warmup_fraction": 0.0,  # used when warmup_steps is 0: warm-up = round(fraction * stage steps).
       "warmup_init": 0.0,
       "power": 0.9,
       "end_value": 0.0,

@@ -51,7 +51,8 @@ def make_schedule(cfg: Any, base_lr: float, total_steps: int) -> optax.Schedule:
 
   Args:
     cfg: mapping/ConfigDict with ``name`` (one of :data:`SCHEDULES`) and optionally ``warmup_steps``,
-      ``warmup_init`` (fraction of ``base_lr``, default 0), ``power`` (0.9), ``end_value`` (0.0),
+      ``warmup_fraction`` (warm-up as a fraction of ``total_steps`` when ``warmup_steps`` is 0, so it
+      follows ``steps=N``), ``warmup_init`` (fraction of ``base_lr``, default 0), ``power`` (0.9), ``end_value`` (0.0),
       ``decay_steps`` (0 = to the end), ``decay_every``, ``decay_factor`` (0.1).
     base_lr: peak learning rate.
     total_steps: number of optimiser updates of the run (or stage).
@@ -64,6 +65,11 @@ def make_schedule(cfg: Any, base_lr: float, total_steps: int) -> optax.Schedule:
   """
   name = _get(cfg, "name", "constant")
   warmup = int(_get(cfg, "warmup_steps", 0) or 0)
+  fraction = float(_get(cfg, "warmup_fraction", 0.0) or 0.0)
+  if not 0.0 <= fraction < 1.0:
+    raise ValueError(f"schedule.warmup_fraction must be in [0, 1), got {fraction}")
+  if fraction and not warmup:
+    warmup = max(1, round(fraction * total_steps))
   if name not in SCHEDULES:
     raise ValueError(f"schedule.name must be one of {SCHEDULES}, got {name!r}")
   if total_steps <= 0:

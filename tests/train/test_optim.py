@@ -237,3 +237,17 @@ def test_gradient_clipping_by_global_norm():
 def test_bad_optimizer_configs_raise(cfg):
   with pytest.raises(ValueError):
     optim.make_optimizer(cfg, _const(0.1))
+
+
+def test_warmup_fraction_follows_the_stage_length():
+  from semdepth_jax.train import optim
+
+  sched = optim.make_schedule({"name": "cosine", "warmup_fraction": 0.1}, 1.0, 200)
+  # 20 warm-up updates: linear 0 -> 1, then cosine over the remaining 180 down to 0.
+  assert float(sched(0)) == 0.0
+  assert float(sched(10)) == pytest.approx(0.5)
+  assert float(sched(20)) == pytest.approx(1.0)
+  assert float(sched(20 + 90)) == pytest.approx(0.5, abs=1e-6)
+  assert float(sched(200)) == pytest.approx(0.0, abs=1e-6)
+  with pytest.raises(ValueError, match="warmup_fraction"):
+    optim.make_schedule({"name": "cosine", "warmup_fraction": 1.5}, 1.0, 10)
