@@ -103,6 +103,8 @@ class CNN3DS(nn.Module, DepthSegModel):
     max_depth: metres scale of a sigmoid head when ``depth_output='metres'``.
     depth_norm: metres, saturation distance of ``'inverted_normalised'`` output (paper 000: the dataset's
       ``max_depth``); read by ``decode`` (docs/model_spec.md §1.0).
+    depth_prior: metres, typical depth of the data; ``'log'`` heads are offset by its log (see
+      ``layers.depth_head_output``).
     paper_output_size: bilinearly upsample the output to the input size (paper) instead of 46x78 (code).
     dtype: computation dtype.
   """
@@ -115,6 +117,7 @@ class CNN3DS(nn.Module, DepthSegModel):
   depth_output: str = "inverted_normalised"
   max_depth: float | None = None
   depth_norm: float | None = None
+  depth_prior: float | None = None
   paper_output_size: bool = False
   dtype: Any = jnp.float32
 
@@ -160,6 +163,7 @@ class CNN3DS(nn.Module, DepthSegModel):
       final_activation=self.final_activation,
       depth_output=self.depth_output,
       max_depth=self.max_depth,
+      depth_prior=self.depth_prior,
       out_size=image.shape[1:3] if self.paper_output_size else None,
       where="cnn3d_s",
     )
@@ -198,6 +202,8 @@ class CNN3DUP(nn.Module, DepthSegModel):
     max_depth: metres scale of a sigmoid head when ``depth_output='metres'``.
     depth_norm: metres, saturation distance of ``'inverted_normalised'`` output (paper 000: the dataset's
       ``max_depth``); read by ``decode`` (docs/model_spec.md §1.0).
+    depth_prior: metres, typical depth of the data; ``'log'`` heads are offset by its log (see
+      ``layers.depth_head_output``).
     paper_output_size: bilinearly upsample the 184x312 output to the input size (paper's 320x192).
     conv_transpose_impl: implementation of the (1, 2, 2)-strided 3-D transposed convolutions,
       see :data:`semdepth_jax.models.layers.CONV_TRANSPOSE_IMPLS`; ``'depth_to_space'`` (default) ran the
@@ -218,6 +224,7 @@ class CNN3DUP(nn.Module, DepthSegModel):
   depth_output: str = "metres"
   max_depth: float | None = None
   depth_norm: float | None = None
+  depth_prior: float | None = None
   paper_output_size: bool = False
   conv_transpose_impl: str = "depth_to_space"
   dtype: Any = jnp.float32
@@ -300,6 +307,7 @@ class CNN3DUP(nn.Module, DepthSegModel):
       final_activation=self.final_activation,
       depth_output=self.depth_output,
       max_depth=self.max_depth,
+      depth_prior=self.depth_prior,
       out_size=image.shape[1:3] if self.paper_output_size else None,
       where="cnn3d_up",
     )

@@ -895,6 +895,7 @@ def depth_head_output(
   max_depth: float | None,
   out_size: Sequence[int] | None,
   where: str,
+  depth_prior: float | None = None,
 ) -> Array:
   """Turns a depth head's pre-activation (B, h, w, 1) into the ``depth`` output (float32).
 
@@ -910,6 +911,9 @@ def depth_head_output(
     out_size: if given, bilinear upsampling (``antialias=False``) to this (H, W), the paper's "bilinear
       upsampling to the input size" (model_spec §11 items 1-3).
     where: model name for error messages.
+    depth_prior: metres; with ``'log'`` output the head predicts ``log(d / depth_prior)`` and the output
+      is ``x + log(depth_prior)`` (natural log of metres), so a freshly initialised head (x ~ 0) starts at
+      a depth typical of the data instead of 1 m. None = 1 m.
 
   Returns:
     (B, h, w, 1) or (B, *out_size, 1) float32.
@@ -929,6 +933,10 @@ def depth_head_output(
         "final_activation='relu'"
       )
     y = y * max_depth
+  if depth_output == "log" and depth_prior:
+    if not depth_prior > 0:
+      raise ValueError(f"{where}: depth_prior must be > 0 metres, got {depth_prior}")
+    y = y + math.log(float(depth_prior))
   if out_size is not None:
     y = resize_bilinear(y, out_size)
   return y

@@ -58,6 +58,8 @@ class SCRX(nn.Module, DepthSegModel):
     max_depth: metres scale of a sigmoid head when ``depth_output='metres'``.
     depth_norm: metres, saturation distance of ``'inverted_normalised'`` output (paper 000: the dataset's
       ``max_depth``); read by ``decode`` (docs/model_spec.md §1.0).
+    depth_prior: metres, typical depth of the data; ``'log'`` heads are offset by its log (see
+      ``layers.depth_head_output``).
     paper_output_size: bilinearly upsample the 46x78 output to the input size (paper) instead of the
       code's raw output.
     dtype: computation dtype.
@@ -73,6 +75,7 @@ class SCRX(nn.Module, DepthSegModel):
   depth_output: str = "inverted_normalised"
   max_depth: float | None = None
   depth_norm: float | None = None
+  depth_prior: float | None = None
   paper_output_size: bool = False
   dtype: Any = jnp.float32
 
@@ -138,6 +141,7 @@ class SCRX(nn.Module, DepthSegModel):
       final_activation=self.final_activation,
       depth_output=self.depth_output,
       max_depth=self.max_depth,
+      depth_prior=self.depth_prior,
       out_size=image.shape[1:3] if self.paper_output_size else None,
       where="scrx",
     )

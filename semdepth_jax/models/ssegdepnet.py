@@ -77,8 +77,12 @@ class SSegDepNet(nn.Module, DepthSegModel):
     max_depth: metres scale of a sigmoid depth head when ``depth_output='metres'``.
     depth_norm: metres, saturation distance of ``'inverted_normalised'`` output (paper 000: the dataset's
       ``max_depth``); read by ``decode`` (docs/model_spec.md §1.0).
+    depth_prior: metres, typical depth of the data; ``'log'`` heads are offset by its log (see
+      ``layers.depth_head_output``).
     paper_output_size: upsample depth to the input size (paper) instead of 184x312 (code).
     conv_transpose_impl: transposed-conv implementation of both submodules (see ``layers``).
+    depth_conv_transpose_impl: the 3D CNN-UP's own implementation (None = ``conv_transpose_impl``); the
+      small / tiny presets use ``'resize_conv'`` there and keep the U-Net's.
     dtype: computation dtype.
   """
 
@@ -99,8 +103,10 @@ class SSegDepNet(nn.Module, DepthSegModel):
   depth_output: str = "metres"
   max_depth: float | None = None
   depth_norm: float | None = None
+  depth_prior: float | None = None
   paper_output_size: bool = False
   conv_transpose_impl: str = "depth_to_space"
+  depth_conv_transpose_impl: str | None = None
   dtype: Any = jnp.float32
 
   def setup(self):
@@ -136,8 +142,9 @@ class SSegDepNet(nn.Module, DepthSegModel):
       depth_output=self.depth_output,
       max_depth=self.max_depth,
       depth_norm=self.depth_norm,
+      depth_prior=self.depth_prior,
       paper_output_size=self.paper_output_size,
-      conv_transpose_impl=self.conv_transpose_impl,
+      conv_transpose_impl=self.depth_conv_transpose_impl or self.conv_transpose_impl,
       dtype=self.dtype,
     )
 

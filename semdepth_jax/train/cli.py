@@ -101,7 +101,11 @@ def run(args: argparse.Namespace) -> int:
     return 2
   try:
     result = loop.train(config, args.workdir)
-  except (FileNotFoundError, CheckpointMismatchError, ValueError) as e:  # incl. model_init mismatches
+  except (
+    FileNotFoundError,
+    CheckpointMismatchError,
+    ValueError,
+  ) as e:  # incl. model_init mismatches
     print(f"semdepth train: {_message(e)}", file=sys.stderr)
     return 2
   except FloatingPointError as e:

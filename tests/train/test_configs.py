@@ -105,12 +105,20 @@ def test_trainable_patterns_partition_the_ssegdepnet_parameters():
 
 
 def test_dataset_argument_sets_classes_and_depth_norm():
-  cfg = _load("model=cnn3d_up,dataset=replica,size=tiny,steps=300")
+  cfg = _load("model=cnn3d_up,dataset=replica,size=paper,steps=300")
   assert cfg.dataset == "replica"
   assert loop.resolved_num_classes(cfg) == 101
   assert cfg.stages.train.loss.depth.depth_norm == 10.0
+  assert cfg.model.depth_norm == 10.0  # the model declares the units its decode converts from
   assert loop.depth_norm_of(cfg) == 10.0
   assert cfg.stages.train.num_steps == 300
+  # The fast recipe (small / tiny): log depth from the dataset's typical depth, masked L1 on log depth.
+  tiny = _load("model=cnn3d_up,dataset=replica,size=tiny")
+  assert (tiny.model.depth_output, tiny.model.final_activation) == ("log", "linear")
+  assert tiny.model.depth_prior == pytest.approx((0.3 * 6.0) ** 0.5, abs=1e-3)  # replica vis range
+  assert dict(tiny.stages.train.loss.depth) == {"type": "l1", "target": "log", "mask_invalid": True}
+  assert tiny.stages.train.schedule.name == "cosine" and tiny.augment.flip
+  assert loop.depth_norm_of(tiny) is None
   city = _load("model=cnn3d_up")
   assert loop.resolved_num_classes(city) == 14 and loop.depth_norm_of(city) == 80.0
   forced = _load("model=cnn3d_up", ["--config.num_classes=5"])
