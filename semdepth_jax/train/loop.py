@@ -534,6 +534,22 @@ class _StateFactory:
     return new, shardings
 
 
+def initial_variables(config: Any, components: Components | None = None) -> dict[str, Any]:
+  """The variables a fresh run of ``config`` starts from (``config.seed``; ``model_init`` applied), on host.
+
+  For tests and studies of the initialisation (e.g. perturbing it and training again through
+  ``config.model_init``).
+  """
+  comps = components or default_components(config)
+  model = comps.build_model(model_kwargs(config))
+  mesh = mesh_lib.make_mesh(tuple(config.mesh_shape))
+  factory = _StateFactory(config, model, mesh)
+  first = plan_stages(config, comps.num_train_examples)[0]
+  stage = _make_stage(config, first, comps, factory.abstract_params, factory.abstract_stats)
+  state, _ = factory.fresh(stage.tx)
+  return jax.device_get(state.variables())
+
+
 def load_model_init(init: Any, variables: Any) -> dict[str, Any]:
   """Merges the pretrained weights of ``config.model_init`` into freshly initialised ``variables``.
 
