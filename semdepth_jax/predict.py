@@ -360,8 +360,7 @@ class InferenceModel:
     tta = None if tta in (None, "none") else tta
     if tta not in (None, "flip"):
       raise ValueError(f"InferenceModel: tta must be one of {TTA_MODES}, got {tta!r}")
-    kind, norm = contract.model_depth_units(model)
-    contract.check_depth_output(kind, norm, f"InferenceModel({type(model).__name__})")
+    contract.check_model(model, f"InferenceModel({type(model).__name__})")
     self.model = model
     self.input_size = (int(input_size[0]), int(input_size[1]))
     self.tile_size = None if tile_size is None else (int(tile_size[0]), int(tile_size[1]))
@@ -386,9 +385,8 @@ class InferenceModel:
     kwargs: dict[str, Any] = {"train": False}
     if self.pass_labels and lab is not None:
       kwargs["labels"] = lab.astype(jnp.int32)
-    kind, norm = contract.model_depth_units(self.model)
     decoded = contract.decode(
-      self.model.apply(variables, x, **kwargs), depth_output=kind, depth_norm=norm
+      self.model.apply(variables, x, **kwargs), **contract.decode_options(self.model)
     )
     preds = {}
     if "depth" in decoded:

@@ -109,6 +109,9 @@ class CNN3DS(nn.Module, DepthSegModel):
     dtype: computation dtype.
   """
 
+  INPUTS = ("image", "labels")
+  OUTPUTS = ("depth", "aux")
+
   num_classes: int = 14
   ohess_classes: tuple[int, ...] | None = None
   ohess_ignore: str = "zero"
@@ -211,6 +214,9 @@ class CNN3DUP(nn.Module, DepthSegModel):
       whole step is dominated by the 3-D encoder.
     dtype: computation dtype.
   """
+
+  INPUTS = ("image", "labels")
+  OUTPUTS = ("depth", "aux")
 
   num_classes: int = 14
   ohess_classes: tuple[int, ...] | None = None

@@ -16,12 +16,22 @@ Depth units (:data:`DEPTH_OUTPUTS`) of the raw ``depth`` output:
 * ``'inverted_normalised'``: paper 000's target ``1 - min(d / depth_norm, 1)`` (docs/model_spec.md §1.0);
   metres ``= (1 - clip(y, 0, 1)) * depth_norm`` (``depth_bins.from_inverted_normalised``).
 * ``'log'``: natural log of metres; metres ``= exp(clip(y, -LOG_CLIP, LOG_CLIP))``.
+* ``'bins'``: depth as classification (papers 002, 004): the model outputs ``depth_logits`` (B, h, w, K)
+  over the bins ``depth_bins = (kind, alpha, beta, num_bins)`` of ``semdepth_jax.depth_bins.make_bins``;
+  metres by ``bin_decode``: ``'argmax'`` (class value; 002's DORN mid-point for ``dorn`` bins) or
+  ``'expectation'`` (soft, 004), with ``bin_value_mode`` (``depth_bins.class_values``). A model may output
+  ``depth`` in metres as well (004's regression branch); ``bin_decode='regression'`` then uses it and
+  ``'average'`` the mean of both.
+
+A model declares what it reads and writes as class attributes: ``INPUTS`` (of ``'image'``, ``'labels'``
+(ground-truth training ids, e.g. for OHESS planes), ``'semantic_planes'``) and ``OUTPUTS`` (of ``'depth'``,
+``'depth_logits'``, ``'seg_logits'``, ``'aux'``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -29,7 +39,13 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-DEPTH_OUTPUTS = ("metres", "inverted_normalised", "log")
+DEPTH_OUTPUTS = ("metres", "inverted_normalised", "log", "bins")
+
+BIN_DECODES = ("argmax", "expectation", "regression", "average")
+"""How ``'bins'`` models become metres (see the module docstring)."""
+
+INPUT_KINDS = ("image", "labels", "semantic_planes")
+OUTPUT_KINDS = ("depth", "depth_logits", "seg_logits", "aux")
 """Units of a model's raw ``depth`` output (see the module docstring)."""
 
 LOG_CLIP = 9.0
@@ -37,12 +53,26 @@ LOG_CLIP = 9.0
 cannot overflow float32."""
 
 
-def check_depth_output(kind: str, depth_norm: float | None, where: str) -> None:
+def check_depth_output(
+  kind: str,
+  depth_norm: float | None,
+  where: str,
+  depth_bins: Any = None,
+  bin_decode: str = "argmax",
+) -> None:
   """Validates a depth-unit declaration.
 
   Raises:
-    ValueError: unknown kind, or ``inverted_normalised`` without a positive ``depth_norm`` (metres).
+    ValueError: unknown kind, ``inverted_normalised`` without a positive ``depth_norm`` (metres), or
+      ``bins`` without ``depth_bins`` / with an unknown ``bin_decode``.
   """
+  if kind == "bins":
+    if depth_bins is None:
+      raise ValueError(
+        f"{where}: depth_output='bins' needs depth_bins=(kind, alpha, beta, num_bins)"
+      )
+    if bin_decode not in BIN_DECODES:
+      raise ValueError(f"{where}: bin_decode must be one of {BIN_DECODES}, got {bin_decode!r}")
   if kind not in DEPTH_OUTPUTS:
     raise ValueError(f"{where}: depth_output must be one of {DEPTH_OUTPUTS}, got {kind!r}")
   if kind == "inverted_normalised" and not (depth_norm and depth_norm > 0):
@@ -60,6 +90,10 @@ def depth_to_metres(depth: Array, kind: str, depth_norm: float | None = None) ->
   """
   from semdepth_jax import depth_bins
 
+  if kind == "bins":
+    raise ValueError(
+      "depth_to_metres: 'bins' outputs are decoded from depth_logits (bins_to_metres)"
+    )
   check_depth_output(kind, depth_norm, "depth_to_metres")
   d = jnp.asarray(depth)
   if d.ndim == 4:
@@ -72,16 +106,69 @@ def depth_to_metres(depth: Array, kind: str, depth_norm: float | None = None) ->
   return d
 
 
+def bins_to_metres(
+  logits: Array,
+  depth_bins: Any,
+  *,
+  bin_decode: str = "argmax",
+  bin_value_mode: str = "default",
+  regression: Array | None = None,
+) -> Array:
+  """(B, h, w, K) bin logits -> (B, h, w) float32 metres (see the module docstring's ``'bins'``).
+
+  Raises:
+    ValueError: unknown ``bin_decode``, a K that does not match the bins, or ``regression`` /
+      ``average`` without a regression output.
+  """
+  from semdepth_jax import depth_bins as bins_lib
+
+  bins = (
+    bins_lib.make_bins(*depth_bins)
+    if not isinstance(depth_bins, bins_lib.DepthBins)
+    else depth_bins
+  )
+  if bin_decode not in BIN_DECODES:
+    raise ValueError(f"bin_decode must be one of {BIN_DECODES}, got {bin_decode!r}")
+  if bin_decode in ("regression", "average") and regression is None:
+    raise ValueError(
+      f"bin_decode={bin_decode!r} needs the model's regression output ('depth', metres)"
+    )
+  logits = jnp.asarray(logits, jnp.float32)
+  if bin_decode == "regression":
+    return depth_to_metres(regression, "metres")
+  if bin_decode == "argmax":
+    return bins_lib.decode_argmax(bins, logits, mode=bin_value_mode)
+  soft = bins_lib.decode_expectation(bins, jax.nn.softmax(logits, axis=-1), mode=bin_value_mode)
+  if bin_decode == "average":
+    return 0.5 * (soft + depth_to_metres(regression, "metres"))
+  return soft
+
+
 def decode(
-  outputs: Mapping[str, Any], *, depth_output: str = "metres", depth_norm: float | None = None
+  outputs: Mapping[str, Any],
+  *,
+  depth_output: str = "metres",
+  depth_norm: float | None = None,
+  depth_bins: Any = None,
+  bin_decode: str = "argmax",
+  bin_value_mode: str = "default",
 ) -> dict[str, Array]:
   """Raw model outputs -> ``{'depth': (B, h, w) metres, 'seg_probs': (B, h, w, C)}`` (heads present only).
 
   ``seg_probs`` is the softmax of ``seg_logits`` over classes (its argmax is the logits' argmax; paper 000's
-  per-class sigmoid planes give the same labels).
+  per-class sigmoid planes give the same labels). ``'bins'`` models are decoded from ``depth_logits``
+  (:func:`bins_to_metres`).
   """
   out: dict[str, Array] = {}
-  if "depth" in outputs:
+  if depth_output == "bins" and "depth_logits" in outputs:
+    out["depth"] = bins_to_metres(
+      outputs["depth_logits"],
+      depth_bins,
+      bin_decode=bin_decode,
+      bin_value_mode=bin_value_mode,
+      regression=outputs.get("depth"),
+    )
+  elif "depth" in outputs:
     out["depth"] = depth_to_metres(outputs["depth"], depth_output, depth_norm)
   if "seg_logits" in outputs:
     out["seg_probs"] = jax.nn.softmax(jnp.asarray(outputs["seg_logits"], jnp.float32), axis=-1)
@@ -93,15 +180,43 @@ def model_depth_units(model: Any) -> tuple[str, float | None]:
   return getattr(model, "depth_output", "metres"), getattr(model, "depth_norm", None)
 
 
+def decode_options(model: Any) -> dict[str, Any]:
+  """The keyword arguments of :func:`decode` that ``model`` declares through its attributes."""
+  kind, norm = model_depth_units(model)
+  return {
+    "depth_output": kind,
+    "depth_norm": norm,
+    "depth_bins": getattr(model, "depth_bins", None),
+    "bin_decode": getattr(model, "bin_decode", "argmax"),
+    "bin_value_mode": getattr(model, "bin_value_mode", "default"),
+  }
+
+
+def check_model(model: Any, where: str | None = None) -> None:
+  """Validates the depth declaration of ``model`` (raises ValueError naming the model)."""
+  o = decode_options(model)
+  check_depth_output(
+    o["depth_output"],
+    o["depth_norm"],
+    where or type(model).__name__,
+    depth_bins=o["depth_bins"],
+    bin_decode=o["bin_decode"],
+  )
+
+
 class DepthSegModel:
   """Mixin of every registered model: declares its depth units and owns :meth:`decode`.
 
   A model class sets (as linen attributes) ``depth_output`` (one of :data:`DEPTH_OUTPUTS`) and, for
-  ``inverted_normalised``, ``depth_norm`` (metres). Models without a depth head may leave both unset.
+  ``inverted_normalised``, ``depth_norm`` (metres); ``'bins'`` models set ``depth_bins``, ``bin_decode``
+  and ``bin_value_mode``. Models without a depth head may leave them unset. ``INPUTS`` / ``OUTPUTS``
+  declare what the model reads and writes (defaults: image in; depth and segmentation out).
   """
+
+  INPUTS: ClassVar[tuple[str, ...]] = ("image",)
+  OUTPUTS: ClassVar[tuple[str, ...]] = ("depth", "seg_logits", "aux")
 
   @nn.nowrap
   def decode(self, outputs: Mapping[str, Any]) -> dict[str, Array]:
     """See :func:`decode`; callable on an unbound module (no variables needed)."""
-    kind, norm = model_depth_units(self)
-    return decode(outputs, depth_output=kind, depth_norm=norm)
+    return decode(outputs, **decode_options(self))

@@ -65,6 +65,9 @@ class SCRX(nn.Module, DepthSegModel):
     dtype: computation dtype.
   """
 
+  INPUTS = ("image", "labels")
+  OUTPUTS = ("depth", "aux")
+
   num_classes: int = 14
   use_ohess: bool = True
   ohess_classes: tuple[int, ...] | None = None

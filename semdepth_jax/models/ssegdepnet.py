@@ -86,6 +86,9 @@ class SSegDepNet(nn.Module, DepthSegModel):
     dtype: computation dtype.
   """
 
+  INPUTS = ("image", "labels")
+  OUTPUTS = ("depth", "seg_logits", "aux")
+
   num_classes: int = 14
   ohess_classes: tuple[int, ...] | None = None
   stage: str = "full"

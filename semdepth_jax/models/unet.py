@@ -86,6 +86,9 @@ class UNet(nn.Module, DepthSegModel):
     dtype: computation dtype (parameters stay float32; outputs are float32).
   """
 
+  INPUTS = ("image",)
+  OUTPUTS = ("seg_logits", "aux")
+
   num_classes: int = 14
   base_width: int = 64
   depth: int = 4
