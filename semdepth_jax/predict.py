@@ -187,6 +187,37 @@ def load_config_for(workdir: str | os.PathLike, config: Any = None) -> Any:
   return ml_collections.ConfigDict(config_utils.load_json(path))
 
 
+def restore_for_inference(
+  workdir: str | os.PathLike,
+  *,
+  step: int | None = None,
+  config: Any = None,
+  mesh: Any = None,
+) -> tuple[nn.Module, dict[str, Any], Any]:
+  """``(model, variables, config)`` of a training workdir, ready for ``model.apply(variables, ...)``.
+
+  Reads only the checkpoint's ``variables`` item (params and BatchNorm statistics; never the optimiser
+  state), checked leaf by leaf against the shapes the config's model initialises. Used by
+  ``semdepth evaluate``, ``semdepth predict`` and export.
+
+  Args:
+    workdir: folder written by ``train`` (``config.json``, ``checkpoints/<step>/``).
+    step: checkpoint step (default: the latest).
+    config: config override (``ConfigDict`` or ``PATH[:ARGS]``); default the workdir's ``config.json``.
+    mesh: mesh to place the variables on (default: replicated on a one-device mesh).
+
+  Returns:
+    The base model of the config (``loop.model_kwargs``; the inference configuration), its variables and
+    the config.
+
+  Raises:
+    FileNotFoundError: no config, no checkpoint, or no checkpoint at ``step`` (lists the available ones).
+    semdepth_jax.train.checkpoint.CheckpointMismatchError: the checkpoint does not fit the config.
+  """
+  trained = load_trained(workdir, step=step, config=config, mesh=mesh)
+  return trained.model, trained.variables, trained.config
+
+
 def load_trained(
   workdir: str | os.PathLike,
   *,
@@ -194,20 +225,10 @@ def load_trained(
   config: Any = None,
   mesh: Any = None,
 ) -> TrainedModel:
-  """Restores the base model of a training workdir from its checkpoint.
-
-  The abstract train state is built exactly as ``semdepth_jax.train.loop.train`` builds it when it resumes
-  (same model, the optimiser of the checkpoint's stage), so ``Checkpointer.restore`` validates every
-  stored shape and dtype against the config; only ``params`` and ``batch_stats`` are kept.
-
-  Args:
-    workdir: folder written by ``train`` (``config.json``, ``checkpoints/<step>/``).
-    step: checkpoint step (default: the latest).
-    config: config override (``ConfigDict`` or ``PATH[:ARGS]``); default the workdir's ``config.json``.
-    mesh: mesh to place the variables on (default: a one-device mesh on ``jax.devices()[0]``).
+  """Restores the base model of a training workdir from its checkpoint (see :func:`restore_for_inference`).
 
   Returns:
-    A :class:`TrainedModel`.
+    A :class:`TrainedModel` (model, variables, config, dataset meta, step, workdir).
 
   Raises:
     FileNotFoundError: no config, no checkpoint, or no checkpoint at ``step`` (lists the available ones).
@@ -225,10 +246,12 @@ def load_trained(
     raise FileNotFoundError(f"no checkpoints folder in {workdir} (looked for {ckpt_dir})")
   if mesh is None:
     mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
-  comps = loop.default_components(config)
-  base_model = comps.build_model(loop.model_kwargs(config))
-  # The resume path of loop.train: abstract params/stats from the base model, optimiser of the stage.
-  factory = loop._StateFactory(config, base_model, mesh)  # noqa: SLF001
+  model = loop.build_model(config)
+  abstract = loop.abstract_variables(config, model)
+  replicated = mesh_lib.replicated(mesh)
+  abstract = jax.tree.map(
+    lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract
+  )
   with ckpt_lib.Checkpointer(ckpt_dir, keep=int(config.checkpoint.keep), async_save=False) as ckpt:
     steps = ckpt.all_steps()
     if not steps:
@@ -239,24 +262,15 @@ def load_trained(
       raise FileNotFoundError(
         f"no checkpoint at step {step} in {ckpt_dir}; available steps: {steps}"
       )
-    step = int(step)
-    meta_json = ckpt.restore_meta(step)
-    index = int(meta_json.get("stage_index", 0))
-    name = meta_json.get("stage_name", config.stage_order[index])
-    stage_cfg = config.stages[name]
-    # The schedule length does not change the optimiser-state structure; any positive length works.
-    plan = loop.StagePlan(index, name, stage_cfg, 0, max(int(stage_cfg.num_steps), 1))
-    stage = loop._make_stage(  # noqa: SLF001
-      config, plan, comps, factory.abstract_params, factory.abstract_stats
-    )
-    abstract, _ = factory.abstract(stage.tx)
-    state, _ = ckpt.restore(step, abstract)
+    variables, _ = ckpt.restore_variables(int(step), abstract)
+  if not variables.get("batch_stats"):
+    variables = {"params": variables["params"]}
   return TrainedModel(
-    model=base_model,
-    variables=state.variables(),
+    model=model,
+    variables=variables,
     config=config,
     meta=get_meta(config.dataset),
-    step=step,
+    step=int(step),
     workdir=workdir,
   )
 

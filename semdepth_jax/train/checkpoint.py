@@ -100,8 +100,30 @@ def check_compatible(stored: Any, target: Any, where: str = "checkpoint") -> Non
     )
 
 
+def split_state(state: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+  """``TrainState`` (or its abstract twin) -> (``{'params', 'batch_stats'}``, ``{'step', 'opt_state', 'rng'}``)."""
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  train = {"step": state.step, "opt_state": state.opt_state, "rng": state.rng}
+  return variables, train
+
+
+def join_state(template: Any, variables: Any, train: Any) -> Any:
+  """Inverse of :func:`split_state` (``template``: a state of the right type, e.g. the abstract one)."""
+  return template.replace(
+    params=variables["params"],
+    batch_stats=variables.get("batch_stats", template.batch_stats) or template.batch_stats,
+    step=train["step"],
+    opt_state=train["opt_state"],
+    rng=train["rng"],
+  )
+
+
 class Checkpointer:
   """Saves and restores ``(state, meta)`` pairs under ``directory/<step>/``.
+
+  A checkpoint holds three Orbax items: ``variables`` (``params`` and ``batch_stats``, all that inference
+  needs; :meth:`restore_variables` reads only this), ``train`` (``step``, ``opt_state``, ``rng``) and
+  ``meta`` (JSON). Checkpoints written before the split (one ``state`` item) are still read.
 
   Keeps the latest ``keep`` checkpoints (``LatestN`` preservation policy). When to save is the caller's
   decision (the loop saves every ``checkpoint.every_steps``, at stage ends and at the end); each save is
@@ -129,7 +151,9 @@ class Checkpointer:
       self.directory,
       options=options,
       item_handlers={
-        "state": ocp.StandardCheckpointHandler(),
+        "variables": ocp.StandardCheckpointHandler(),
+        "train": ocp.StandardCheckpointHandler(),
+        "state": ocp.StandardCheckpointHandler(),  # the former single item (read only)
         "meta": ocp.JsonCheckpointHandler(),
       },
     )
@@ -156,10 +180,13 @@ class Checkpointer:
     step = int(step)
     if step in self._mngr.all_steps():
       return
+    variables, train = split_state(state)
     self._mngr.save(
       step,
       args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta))
+        variables=ocp.args.StandardSave(variables),
+        train=ocp.args.StandardSave(train),
+        meta=ocp.args.JsonSave(dict(meta)),
       ),
       force=True,
     )
@@ -189,16 +216,81 @@ class Checkpointer:
       CheckpointMismatchError: stored shapes/dtypes/leaves differ from ``abstract_state`` (names leaves).
     """
     step = self._resolve(step)
-    stored = self._mngr.item_metadata(step)["state"]
-    stored_tree = getattr(stored, "tree", stored)
-    check_compatible(stored_tree, abstract_state, where=f"checkpoint {self.directory}/{step}")
+    where = f"checkpoint {self.directory}/{step}"
+    items = self._mngr.item_metadata(step)
+    if self._legacy(items):
+      stored = items["state"]
+      check_compatible(getattr(stored, "tree", stored), abstract_state, where=where)
+      out = self._mngr.restore(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+        ),
+      )
+      return out.state, dict(out.meta)
+    abs_vars, abs_train = split_state(abstract_state)
+    stored = {k: getattr(items[k], "tree", items[k]) for k in ("variables", "train")}
+    check_compatible(stored, {"variables": abs_vars, "train": abs_train}, where=where)
     out = self._mngr.restore(
       step,
       args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+        variables=ocp.args.StandardRestore(abs_vars),
+        train=ocp.args.StandardRestore(abs_train),
+        meta=ocp.args.JsonRestore(),
       ),
     )
-    return out.state, dict(out.meta)
+    return join_state(abstract_state, out.variables, out.train), dict(out.meta)
+
+  def restore_variables(
+    self, step: int | None = None, abstract_variables: Any = None
+  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Restores only ``{'params', 'batch_stats'}`` of checkpoint ``step`` (default latest), for inference.
+
+    Args:
+      step: step, or None for the latest.
+      abstract_variables: optional pytree of ``jax.ShapeDtypeStruct`` (e.g. ``jax.eval_shape`` of the
+        model's ``init``); when given, stored shapes / dtypes are checked against it and the result has its
+        shardings.
+
+    Returns:
+      ``(variables, meta)``.
+
+    Raises:
+      FileNotFoundError: no checkpoint.
+      CheckpointMismatchError: the stored variables do not fit ``abstract_variables`` (names leaves).
+    """
+    step = self._resolve(step)
+    where = f"checkpoint {self.directory}/{step}"
+    items = self._mngr.item_metadata(step)
+    if self._legacy(items):
+      out = self._mngr.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+      )
+      state = out.state
+      get = state.get if isinstance(state, dict) else lambda k: getattr(state, k)
+      variables = {"params": get("params"), "batch_stats": get("batch_stats") or {}}
+      if abstract_variables is not None:
+        check_compatible(variables, abstract_variables, where=where)
+      return variables, dict(out.meta)
+    if abstract_variables is not None:
+      stored = items["variables"]
+      check_compatible(getattr(stored, "tree", stored), abstract_variables, where=where)
+    out = self._mngr.restore(
+      step,
+      args=ocp.args.Composite(
+        variables=ocp.args.StandardRestore(abstract_variables), meta=ocp.args.JsonRestore()
+      ),
+    )
+    variables = dict(out.variables)
+    variables.setdefault("batch_stats", {})
+    return variables, dict(out.meta)
+
+  @staticmethod
+  def _legacy(items: Any) -> bool:
+    try:
+      return items.get("variables") is None and items.get("state") is not None
+    except AttributeError:
+      return "variables" not in items
 
   def wait(self) -> None:
     """Blocks until pending saves are on disk."""

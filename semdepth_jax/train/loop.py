@@ -534,6 +534,25 @@ class _StateFactory:
     return new, shardings
 
 
+def build_model(config: Any, stage_cfg: Any | None = None) -> nn.Module:
+  """The registered model of ``config`` (``config.model`` + the stage's overrides; see :func:`model_kwargs`)."""
+  from semdepth_jax.models import get_model
+
+  kwargs = model_kwargs(config, stage_cfg)
+  return get_model(kwargs.pop("name"), **kwargs)
+
+
+def abstract_variables(config: Any, model: nn.Module | None = None) -> dict[str, Any]:
+  """Shapes and dtypes (``jax.ShapeDtypeStruct``) of ``{'params', 'batch_stats'}`` of the config's model."""
+  model = model if model is not None else build_model(config)
+  image, kwargs = _init_inputs(config, model)
+  variables = jax.eval_shape(
+    lambda r: model.init({"params": r, "dropout": r}, image, **kwargs), jax.random.PRNGKey(0)
+  )
+  params, stats = split_variables(variables)
+  return {"params": params, "batch_stats": stats}
+
+
 def initial_variables(config: Any, components: Components | None = None) -> dict[str, Any]:
   """The variables a fresh run of ``config`` starts from (``config.seed``; ``model_init`` applied), on host.
 
