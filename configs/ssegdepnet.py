@@ -69,6 +69,9 @@ from semdepth_jax.data.meta import get_meta
 MODELS = ("unet", "scrx_rgb", "scrx_ohess", "cnn3d_s", "cnn3d_up", "cnn3d_up_do", "ssegdepnet")
 """Values of the ``model=`` preset argument."""
 
+IMAGE_SIZES = {"paper": (192, 320), "small": (64, 96), "tiny": (32, 48)}
+"""Training resolution (H, W) per size preset (paper 000 resizes to 192x320, model_spec §1.0)."""
+
 _DEFAULTS = {"model": "ssegdepnet", "dataset": "synthetic_city", "size": "paper", "steps": 0}
 
 # Network widths per size preset (paper values from model_spec §1.1-1.4).
@@ -290,7 +293,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
   c = common.base_config()
   c.dataset = dataset
-  c.image_size = common.IMAGE_SIZES[size]
+  c.image_size = IMAGE_SIZES[size]
   depth_norm = _max_depth(dataset)
   c.model = _model_config(model, size, dataset)
   if size != "paper":
