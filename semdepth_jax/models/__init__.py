@@ -18,6 +18,7 @@ import dataclasses
 import flax.linen as nn
 
 from semdepth_jax.models.cnn3d import CNN3DS, CNN3DUP
+from semdepth_jax.models.ds_sidenet import DSSIDENet
 from semdepth_jax.models.scrx import SCRX
 from semdepth_jax.models.ssegdepnet import SSegDepNet
 from semdepth_jax.models.unet import UNet
@@ -29,6 +30,8 @@ MODELS: dict[str, type[nn.Module]] = {
   "cnn3d_s": CNN3DS,
   "cnn3d_up": CNN3DUP,
   "ssegdepnet": SSegDepNet,
+  # Paper 004 (Ren et al.), model_spec §5: low / high depth range by `variant`.
+  "ds_sidenet": DSSIDENet,
 }
 """Registered models: name -> linen Module class."""
 
