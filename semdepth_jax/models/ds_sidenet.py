@@ -508,6 +508,8 @@ class DSSIDENet(nn.Module, DepthSegModel):
       branch has ``K + 1`` channels for ``log10`` bins (§7.5) — default the DORN NYU range 0.7-10 m, K = 68.
     bin_decode: ``'expectation'`` (paper), ``'argmax'``, ``'regression'`` or ``'average'``.
     bin_value_mode: class values (``depth_bins.class_values``).
+    num_classes: accepted for the common interface (the training loop passes the dataset's classes);
+      DS-SIDENet has no segmentation head, so it is unused.
     dtype: computation dtype.
   """
 
@@ -527,6 +529,7 @@ class DSSIDENet(nn.Module, DepthSegModel):
   depth_bins: tuple[Any, ...] | None = ("log10", 0.7, 10.0, 68)
   bin_decode: str = "expectation"
   bin_value_mode: str = "default"
+  num_classes: int | None = None
   dtype: Any = jnp.float32
 
   INPUTS: ClassVar[tuple[str, ...]] = ("image",)
