@@ -5,6 +5,10 @@ Builds replica into a temporary folder (frames 0-59 train, 60-80 validation), tr
 real config / loop / pipeline, decodes depth by the paper's soft expectation (the model's ``decode``) and
 compares it on the validation frames, at the stored resolution, with the mean training depth everywhere.
 Baseline and metrics (docs/model_spec.md §8.1) are computed here with numpy, independently of the library.
+
+Measured once (seed 0, 150 steps): abs_rel 0.448 vs 0.459, rmse 0.688 vs 0.694, rmse_log 0.393 vs 0.408,
+delta1 0.339 vs 0.276 — a thin margin from one seed, and about 10 minutes on 2 heavily shared cores (the
+target is 2 minutes). A seed sweep has not been run yet.
 """
 
 import os
