@@ -45,7 +45,11 @@ Paper hyper-parameters (``size=paper``; docs/model_spec.md §3.3, §7.2, §10):
   ``backbone``; ``--config.model.preprocessing=imagenet`` for torchvision weights, whose BatchNorm
   statistics are then frozen as converted). Without it the network starts from random weights (offline).
 * evaluation: the dataset's protocol (``kitti_garg`` for ``kitti_depth``: Garg crop, 1e-3 < y < 80 m,
-  prediction clamped, per-image averages, §3.4 / §8.5) on the stored frames.
+  prediction clamped, per-image averages, §3.4 / §8.5) on the stored frames, one frame per batch on KITTI
+  (frame sizes differ by recording date, and stored-size batches must share one). Caveat: the evaluation
+  path resizes each frame to the model input (420 x 800) and back; a network trained on unresized crops is
+  better evaluated at training scale with ``semdepth evaluate --tile`` (tiles of 375 x 800 pixels on a
+  375-row frame, still stretched 12 % vertically to 420 rows).
 
 **The small and tiny sizes use a fast recipe** that learns in minutes on a CPU (measured over seeds; README),
 with the paper's target and loss (SID classes, cross-entropy) unchanged:
@@ -246,11 +250,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.stage_order = ("train",)
   # KITTI's Eigen split and SYNTHIA have train / test only.
   c.eval.split = "validation" if "validation" in meta.splits else "test"
+  if dataset.split("/")[0] == "kitti_depth":
+    c.eval.batch_size = (
+      1  # stored frame sizes differ by recording date (375 x 1242, 370 x 1226, ...)
+    )
   if size == "paper":
     c.checkpoint.every_steps = 5000
     c.log_every_steps = 100
   else:
-    c.eval.batch_size = 8
+    c.eval.batch_size = 1 if dataset.split("/")[0] == "kitti_depth" else 8
     c.checkpoint.every_steps = 100
     c.log_every_steps = 10
   if args["steps"] > 0:

@@ -313,3 +313,42 @@ def test_registry_names_and_outputs():
   dec = seg.decode(seg.apply(seg.init(jax.random.key(0), x), x))
   assert set(dec) == {"seg_probs"}
   np.testing.assert_allclose(dec["seg_probs"].sum(-1), 1.0, rtol=1e-5)
+
+
+def test_converted_backbone_loads_through_model_init(tmp_path):
+  # Converted torchvision weights carry trainable BatchNorm (scale / bias in params); config.model_init with
+  # prefix 'backbone' puts them, with the running statistics, into the frozen BatchNorm's batch_stats.
+  from ml_collections import ConfigDict
+
+  from semdepth_jax.models import backbones
+  from semdepth_jax.train import loop
+  from semdepth_jax.weights import convert
+
+  attrs = {k: v for k, v in TINY.items() if k != "name"}
+  source = backbones.get_backbone_entry("resnet101_deeplab").build(
+    **attrs, bn=deeplab.layers.TORCH_BN
+  )
+  x = jnp.zeros((1, 33, 47, 3))
+  pretrained = jax.tree.map(
+    lambda a: np.asarray(
+      jax.random.uniform(jax.random.key(a.size), a.shape, minval=0.5, maxval=1.5)
+    ),
+    source.init(jax.random.key(5), x),
+  )
+  convert.save_variables(pretrained, tmp_path / "w", architecture="resnet101_deeplab")
+  model = get_model("deeplab_sid", backbone=TINY)
+  fresh = jax.tree.map(np.asarray, model.init(jax.random.key(0), x))
+  init = ConfigDict({"path": str(tmp_path / "w"), "prefix": "backbone", "exclude": ()})
+  merged = loop.load_model_init(init, fresh)
+  np.testing.assert_array_equal(
+    merged["params"]["backbone"]["layer2"]["block0"]["conv1"]["kernel"],
+    pretrained["params"]["layer2"]["block0"]["conv1"]["kernel"],
+  )
+  bn = merged["batch_stats"]["backbone"]["layer3"]["block0"]["bn2"]
+  for key, collection in (("scale", "params"), ("bias", "params"), ("mean", "batch_stats")):
+    np.testing.assert_array_equal(bn[key], pretrained[collection]["layer3"]["block0"]["bn2"][key])
+  # The ASPP head keeps its own initialisation.
+  np.testing.assert_array_equal(
+    merged["params"]["aspp_bins"]["conv0"]["kernel"],
+    fresh["params"]["aspp_bins"]["conv0"]["kernel"],
+  )
