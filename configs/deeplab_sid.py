@@ -18,6 +18,10 @@ Preset arguments (``get_config('k=v,...')``):
 * ``size``: ``paper`` (ResNet-101, 420x800 crops), ``small`` / ``tiny`` (reduced widths and depths of the
   same DeepLab-v2 structure on CPU; see below).
 * ``steps``: if > 0, train this many batches instead of the preset's length.
+* ``bins``: ``sid`` (default: SID over [1 m, 80 m], K = 71, DORN mid-point decoding), ``dorn_kitti`` /
+  ``dorn_nyu`` (DORN's released decoders ``exp((l - 1 + 40) / 25)``, K = 71, and ``exp((l - 1) / 25 -
+  0.36)``, K = 68: SID bins whose lower edge is that formula, decoded to the lower edge;
+  ``semdepth_jax.depth_bins.dorn_released_bins``).
 
 Paper hyper-parameters (``size=paper``; docs/model_spec.md §3.3, §7.2, §10):
 
@@ -75,10 +79,32 @@ from semdepth_jax.data.meta import get_meta
 MODELS = ("sid", "regression", "log_regression", "seg", "joint")
 """Values of the ``model=`` preset argument."""
 
-_DEFAULTS = {"model": "sid", "dataset": "", "size": "paper", "steps": 0}
+_DEFAULTS = {"model": "sid", "dataset": "", "size": "paper", "steps": 0, "bins": "sid"}
 
 SID_BINS = ("sid", 1.0, 80.0, 71)
 """Paper 002's bins (docs/model_spec.md §3.2): SID over [alpha, beta] = [1 m, 80 m], K = 71 classes."""
+
+BIN_PRESETS = ("sid", "dorn_kitti", "dorn_nyu")
+"""Values of the ``bins=`` preset argument."""
+
+
+def bin_preset(name: str) -> tuple[tuple, str]:
+  """``((kind, alpha, beta, num_bins), bin_value_mode)`` of a ``bins=`` preset (module docstring).
+
+  Raises:
+    ConfigError: unknown preset.
+  """
+  if name == "sid":
+    return SID_BINS, "midpoint"
+  if name not in BIN_PRESETS:
+    raise common.ConfigError(
+      f"configs/deeplab_sid.py: bins must be one of {', '.join(BIN_PRESETS)}, got {name!r}"
+    )
+  from semdepth_jax import depth_bins
+
+  b = depth_bins.dorn_released_bins(name.split("_")[1])
+  return (b.kind, b.alpha, b.beta, b.num_bins), "lower_edge"
+
 
 IMAGE_SIZES = {"paper": (420, 800), "small": (96, 160), "tiny": (48, 80)}
 """Training crops (H, W): the paper's 420 x 800; CPU sizes with synthetic_city's aspect ratio."""
@@ -122,11 +148,12 @@ def bins_kwargs(bins=SID_BINS) -> dict:
 def losses(model: str, bins=SID_BINS) -> dict:
   """Loss terms of ``model`` (``semdepth_jax.losses.build_loss``).
 
-  ``sid``: SID cross-entropy over ``bins``, depth > beta and invalid depth ignored (preset ``002_sid``);
-  ``regression`` / ``log_regression``: masked L1 on metres / natural-log metres over 1e-3 < y < beta;
+  ``sid``: SID cross-entropy over ``bins``, invalid depth and depth > min(beta, 80 m) ignored (preset
+  ``002_sid``); ``regression`` / ``log_regression``: masked L1 on metres / natural-log metres over
+  1e-3 < y < min(beta, 80 m);
   ``seg``: softmax cross-entropy (ignored labels masked); ``joint``: SID CE + softmax CE, weights 1.
   """
-  beta = float(bins[2])
+  beta = min(float(bins[2]), 80.0)  # paper 002 ignores depth beyond 80 m
   sid = {"type": "sid_ce", "bins": bins_kwargs(bins), "max_depth": beta}
   if model == "sid":
     return {"depth_cls": sid}
@@ -138,8 +165,10 @@ def losses(model: str, bins=SID_BINS) -> dict:
   return {"depth_cls": sid, "seg": {"type": "softmax_ce"}}
 
 
-def model_config(model: str, size: str, dataset: str) -> ml_collections.ConfigDict:
-  """``config.model`` for ``model`` at ``size`` (see the module docstring)."""
+def model_config(
+  model: str, size: str, dataset: str, bins: str = "sid"
+) -> ml_collections.ConfigDict:
+  """``config.model`` for ``model`` at ``size`` with the ``bins`` preset (see the module docstring)."""
   names = {
     "sid": "deeplab_sid",
     "regression": "deeplab_regression",
@@ -154,11 +183,12 @@ def model_config(model: str, size: str, dataset: str) -> ml_collections.ConfigDi
     "preprocessing": "",
   }
   if model in ("sid", "joint"):
+    edges, value_mode = bin_preset(bins)
     cfg.update(
       heads=("depth_bins", "seg") if model == "joint" else ("depth_bins",),
-      depth_bins=SID_BINS,
+      depth_bins=edges,
       bin_decode="argmax",
-      bin_value_mode="midpoint",
+      bin_value_mode=value_mode,
     )
   elif model in ("regression", "log_regression"):
     # The head starts at the data's typical depth (geometric mean of the visualisation range), not 0 m.
@@ -209,7 +239,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Builds the config of one paper-002 experiment (see the module docstring).
 
   Args:
-    arg: ``'model=...,dataset=...,size=...,steps=N'`` (all optional).
+    arg: ``'model=...,dataset=...,size=...,steps=N,bins=...'`` (all optional).
 
   Raises:
     ConfigError: unknown preset argument or value, or a ``seg`` / ``joint`` model on a dataset without
@@ -231,7 +261,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = common.base_config()
   c.dataset = dataset
   c.image_size = IMAGE_SIZES[size]
-  c.model = model_config(model, size, dataset)
+  edges, _ = bin_preset(args["bins"])
+  c.model = model_config(model, size, dataset, args["bins"])
   c.model_init.prefix = "backbone"
   c.augment = common.augment_config(**augment(size))
   fast = {} if size == "paper" else {"recalibrate_bn_batches": 0}
@@ -240,7 +271,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "train": common.stage_config(
         num_steps=_STEPS[size],
         batch_size=_BATCH[size],
-        loss=losses(model),
+        loss=losses(model, edges),
         optimizer=optimizer(size),
         schedule=schedule(size),
         **fast,

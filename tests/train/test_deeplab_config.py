@@ -117,3 +117,23 @@ def test_paper_padding_choice_on_a_kitti_sized_frame():
   assert pad.sum() == 45 * 800  # 420 - 375 rows
   assert np.all(out["depth"][pad] == 0) and np.all(out["image"][pad] == 0)
   assert np.all(out["depth"][~pad] > 0)
+
+
+@pytest.mark.parametrize(
+  "preset,k,formula",
+  [
+    ("dorn_kitti", 71, lambda l: np.exp((l - 1 + 40) / 25)),  # DORN demo_kitti.py
+    ("dorn_nyu", 68, lambda l: np.exp((l - 1) / 25 - 0.36)),  # DORN demo_nyuv2.py
+  ],
+)
+def test_dorn_released_decoder_presets(preset, k, formula):
+  cfg = _load(f"bins={preset},size=tiny,dataset=synthetic_city")
+  model = loop.build_model(cfg)
+  assert cfg.model.depth_bins[3] == k and cfg.stages.train.loss.depth_cls.bins.num_bins == k
+  assert cfg.stages.train.loss.depth_cls.bins.alpha == cfg.model.depth_bins[1]
+  logits = 50.0 * jax.nn.one_hot(jnp.arange(k), k)[:, None, None, :]
+  got = np.asarray(model.decode({"depth_logits": logits})["depth"])[:, 0, 0]
+  # The released decoders map the ordinal count l (thresholds passed, 0 .. K - 1 here) to depth: class l.
+  np.testing.assert_allclose(got, formula(np.arange(k, dtype=np.float64)), rtol=1e-5)
+  with pytest.raises(config_utils.ConfigError, match="bins must be one of"):
+    _load("bins=uniform")
