@@ -352,3 +352,17 @@ def test_converted_backbone_loads_through_model_init(tmp_path):
     merged["params"]["aspp_bins"]["conv0"]["kernel"],
     fresh["params"]["aspp_bins"]["conv0"]["kernel"],
   )
+
+
+def test_sid_loss_ignores_missing_and_far_depth():
+  # 10 m -> class floor(71 ln 10 / ln 80) = floor(37.31) = 37; 0 (no LiDAR) and 85 m (> 80 m) are ignored.
+  logits = np.asarray(jax.random.normal(jax.random.key(0), (1, 1, 3, 71)))
+  batch = {"depth": jnp.asarray([[[10.0, 0.0, 85.0]]]), "mask": jnp.ones((1,), bool)}
+  loss, _ = losses.build_loss("002_sid", max_depth=80.0)(
+    {"depth_logits": jnp.asarray(logits)}, batch
+  )
+  z = logits[0, 0, 0].astype(np.float64)
+  expected = -(z[37] - z.max() - np.log(np.exp(z - z.max()).sum()))
+  assert float(loss) == pytest.approx(expected, rel=1e-5)
+  none = {"depth": jnp.asarray([[[0.0, 85.0, 80.5]]]), "mask": jnp.ones((1,), bool)}
+  assert float(losses.build_loss("002_sid")({"depth_logits": jnp.asarray(logits)}, none)[0]) == 0.0
