@@ -3,7 +3,8 @@
 ::
 
   nice -n 10 python benchmarks/sid_vs_regression.py --size tiny --seeds 5 --dataset synthetic_city \
-      --root runs/sid_vs_regression [--data_dir DIR] [--models sid,regression,log_regression] [--steps N]
+      --root runs/sid_vs_regression [--data_dir DIR] [--models sid,regression,log_regression] \
+      [--steps N] [--expectation]
 
 Trains ``configs/deeplab_sid.py`` presets that differ only in the head and the loss, for every seed
 (``benchmarks/preset_seeds.run_one``: one run per ``ROOT/deeplab_sid/<model>/<size>/<dataset>/seed<N>``,
@@ -12,7 +13,9 @@ finished runs are reused), and evaluates each on the validation split through ``
 * ``sid``: the paper: K = 71 SID classes over [1 m, 80 m], softmax cross-entropy, argmax -> DORN mid-point;
 * ``regression``: the same network with a one-channel ASPP head regressing metres, masked L1 (the "plain
   regression" the paper's framing argues against);
-* ``log_regression``: the same head regressing natural-log metres, masked L1 (a stronger regression).
+* ``log_regression``: the same head regressing natural-log metres, masked L1 (a stronger regression);
+* ``sid_expectation`` (with ``--expectation``): the ``sid`` runs decoded by the soft expectation over the
+  bins instead of the argmax mid-point (no retraining; ``bin_decode='expectation'``).
 
 Every model has the same backbone, ASPP, upsampling, optimiser, schedule, augmentation and steps. On a CPU
 the network is the DeepLab-v2 structure (Caffe bottlenecks, ceil-mode stem, output stride 8, summed ASPP,
@@ -21,8 +24,9 @@ not ResNet-101 (far too slow on a CPU; ``configs/deeplab_sid.py``).
 
 Writes ``ROOT/sid_vs_regression.md`` / ``.json``: per model mean ± std over seeds for each metric, and per
 regression baseline the paired (same seed) difference SID - baseline, mean ± std, with the number of seeds on
-which SID is better. A metric counts as "SID better" when the mean difference is in SID's favour by more than
-one standard deviation of the paired differences; the verdict lines say which metrics agree with the paper.
+which the classification is better, for ``sid`` and ``sid_expectation`` against each regression. A metric
+counts as "better" when the mean difference is in the classification's favour by more than one standard
+deviation of the paired differences; the verdict lines say which metrics agree with the paper.
 """
 
 from __future__ import annotations
@@ -47,8 +51,31 @@ def _preset_seeds():
   return module
 
 
-def summarise(runs: dict[str, list[dict]], reference: str = "sid") -> tuple[list[dict], list[dict]]:
-  """Per-model mean ± std rows and paired ``reference - other`` rows (see the module docstring)."""
+def expectation_results(run: dict, workdir: str, data_dir: str | None) -> dict:
+  """``run`` (a ``sid`` result) re-evaluated with ``bin_decode='expectation'`` (cached in ``workdir``)."""
+  from semdepth_jax import evaluate, predict
+
+  done = os.path.join(workdir, "expectation_results.json")
+  if os.path.isfile(done):
+    with open(done, encoding="utf-8") as f:
+      return json.load(f)
+  config = predict.load_config_for(workdir)
+  config.model.bin_decode = "expectation"
+  report = evaluate.evaluate_workdir(
+    workdir, config=config, split="validation", data_dir=data_dir, write=False
+  )
+  out = {**run, "model": evaluate.report_scalars(report)}
+  with open(done, "w", encoding="utf-8") as f:
+    json.dump(out, f, indent=2)
+  return out
+
+
+CLASSIFICATION = ("sid", "sid_expectation")
+"""Models that classify over bins; every other model is a regression baseline."""
+
+
+def summarise(runs: dict[str, list[dict]]) -> tuple[list[dict], list[dict]]:
+  """Per-model mean ± std rows and paired ``classification - regression`` rows (module docstring)."""
   rows, pairs = [], []
   for model, results in runs.items():
     for k in METRICS:
@@ -62,33 +89,34 @@ def summarise(runs: dict[str, list[dict]], reference: str = "sid") -> tuple[list
           "baseline": float(results[0]["baseline"][k]),
         }
       )
-  ref = runs[reference]
-  for model, results in runs.items():
-    if model == reference:
-      continue
-    for k in METRICS:
-      a = np.array([r["model"][k] for r in ref], np.float64)
-      b = np.array([r["model"][k] for r in results], np.float64)
-      diff = a - b
-      sign = 1.0 if k in HIGHER_IS_BETTER else -1.0
-      mean, std = float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
-      pairs.append(
-        {
-          "versus": model,
-          "metric": k,
-          "diff_mean": mean,
-          "diff_std": std,
-          "seeds_sid_better": int(np.sum(sign * diff > 0)),
-          "seeds": int(len(diff)),
-          "sid_better": bool(sign * mean > std),
-          "sid_worse": bool(-sign * mean > std),
-        }
-      )
+  for cls in (m for m in runs if m in CLASSIFICATION):
+    for model, results in runs.items():
+      if model in CLASSIFICATION:
+        continue
+      for k in METRICS:
+        a = np.array([r["model"][k] for r in runs[cls]], np.float64)
+        b = np.array([r["model"][k] for r in results], np.float64)
+        diff = a - b
+        sign = 1.0 if k in HIGHER_IS_BETTER else -1.0
+        mean, std = float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+        pairs.append(
+          {
+            "classification": cls,
+            "versus": model,
+            "metric": k,
+            "diff_mean": mean,
+            "diff_std": std,
+            "seeds_cls_better": int(np.sum(sign * diff > 0)),
+            "seeds": int(len(diff)),
+            "cls_better": bool(sign * mean > std),
+            "cls_worse": bool(-sign * mean > std),
+          }
+        )
   return rows, pairs
 
 
 def markdown(rows: list[dict], pairs: list[dict], header: str) -> str:
-  """The two tables and the verdicts as Markdown."""
+  """The model table, the paired tables and the verdicts as Markdown."""
   models = list(dict.fromkeys(r["model"] for r in rows))
   out = [header, "", "| metric | " + " | ".join(models) + " | mean-depth baseline |"]
   out.append("|---" * (len(models) + 2) + "|")
@@ -102,24 +130,26 @@ def markdown(rows: list[dict], pairs: list[dict], header: str) -> str:
     base = next(r["baseline"] for r in rows if r["metric"] == k)
     arrow = "↑" if k in HIGHER_IS_BETTER else "↓"
     out.append(f"| {k} {arrow} | " + " | ".join(cells) + f" | {base:.3f} |")
-  for versus in dict.fromkeys(p["versus"] for p in pairs):
-    out += ["", f"Paired difference sid - {versus} (same seed):", ""]
-    out += ["| metric | mean ± std | seeds where sid is better | verdict |", "|---|---|---|---|"]
-    better = []
-    for p in (p for p in pairs if p["versus"] == versus):
+  for cls, versus in dict.fromkeys((p["classification"], p["versus"]) for p in pairs):
+    out += ["", f"Paired difference {cls} - {versus} (same seed):", ""]
+    out += [f"| metric | mean ± std | seeds where {cls} is better | verdict |", "|---|---|---|---|"]
+    better, worse = [], []
+    for p in pairs:
+      if (p["classification"], p["versus"]) != (cls, versus):
+        continue
       verdict = (
-        "sid better"
-        if p["sid_better"]
-        else ("sid worse" if p["sid_worse"] else "no clear difference")
+        "better" if p["cls_better"] else ("worse" if p["cls_worse"] else "no clear difference")
       )
-      if p["sid_better"]:
-        better.append(p["metric"])
+      (better if p["cls_better"] else worse if p["cls_worse"] else []).append(p["metric"])
       out.append(
         f"| {p['metric']} | {p['diff_mean']:+.3f} ± {p['diff_std']:.3f} | "
-        f"{p['seeds_sid_better']} / {p['seeds']} | {verdict} |"
+        f"{p['seeds_cls_better']} / {p['seeds']} | {cls} {verdict} |"
       )
-    out += ["", f"SID classification beats {versus} (by more than one std of the paired differences) on: "
-            + (", ".join(better) if better else "no metric")]  # fmt: skip
+    out += [
+      "",
+      f"{cls} vs {versus} (difference larger than one std of the paired differences): better on "
+      f"{', '.join(better) or 'no metric'}; worse on {', '.join(worse) or 'no metric'}.",
+    ]
   return "\n".join(out) + "\n"
 
 
@@ -133,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--root", default=os.path.join("runs", "sid_vs_regression"))
   parser.add_argument("--data_dir", default=None)
   parser.add_argument("--shared", default=os.path.join("..", "shared", "data"))
+  parser.add_argument(
+    "--expectation", action="store_true", help="add the sid runs decoded by soft expectation"
+  )
   args = parser.parse_args(argv)
   models = args.models.split(",")
   if "sid" not in models or len(models) < 2:
@@ -158,12 +191,19 @@ def main(argv: list[str] | None = None) -> int:
       + ", ".join(f"{k} {np.mean([r['model'][k] for r in runs[model]]):.3f}" for k in METRICS),
       flush=True,
     )
+  if args.expectation:
+    runs["sid_expectation"] = [
+      expectation_results(r, _workdir(root, args.size, args.dataset, s), args.data_dir)
+      for s, r in enumerate(runs["sid"])
+    ]
   rows, pairs = summarise(runs)
   steps = runs["sid"][0]["steps"]
   header = (
     f"DeepLab-v2 ({args.size} preset) on {args.dataset} validation, {steps} steps, {args.seeds} seeds "
     f"(mean ± std); command: python benchmarks/sid_vs_regression.py --size {args.size} --seeds "
-    f"{args.seeds} --dataset {args.dataset}" + (f" --steps {args.steps}" if args.steps else "")
+    f"{args.seeds} --dataset {args.dataset}"
+    + (f" --steps {args.steps}" if args.steps else "")
+    + (" --expectation" if args.expectation else "")
   )
   md = markdown(rows, pairs, header)
   os.makedirs(root, exist_ok=True)
@@ -173,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     f.write(md)
   print(md)
   return 0
+
+
+def _workdir(root: str, size: str, dataset: str, seed: int) -> str:
+  """The ``sid`` run folder of ``preset_seeds.run_one`` for ``configs/deeplab_sid.py``."""
+  return os.path.join(root, "deeplab_sid", "sid", size, dataset.replace("/", "_"), f"seed{seed}")
 
 
 if __name__ == "__main__":
