@@ -166,7 +166,8 @@ def test_frozen_bn_stays_frozen_through_a_train_step_and_head_gets_10x():
   loss_fn = losses.build_loss("002_sid", max_depth=80.0)
   depth = jax.random.uniform(jax.random.key(4), (2, 33, 47), minval=0.5, maxval=90.0)
   batch = {"image": x, "depth": depth, "mask": jnp.ones((2,), bool)}
-  step = jax.jit(step_lib.make_train_step(model, loss_fn, tx))
+  # Eager (op-by-op): on a shared CPU compiling the whole step costs more than running it.
+  step = step_lib.make_train_step(model, loss_fn, tx)
   new, metrics = step(state, batch)
   assert bool(metrics["finite"]) and float(metrics["loss"]) > 0
   for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(new.batch_stats), strict=True):
@@ -271,7 +272,7 @@ def test_preprocessing_and_backbone_switches():
   b = get_model("deeplab_sid", backbone=TINY, preprocessing="imagenet").apply(v, x)["depth_logits"]
   assert not np.allclose(a, b)  # Caffe BGR 0-255 mean subtraction vs ImageNet RGB mean / std
   trainable = get_model("deeplab_sid", backbone={**TINY, "bn": "torch"})
-  tv = trainable.init(jax.random.key(0), x)
+  tv = jax.eval_shape(trainable.init, jax.random.key(0), x)
   assert "bn1" in tv["params"]["backbone"] and "mean" in tv["batch_stats"]["backbone"]["bn1"]
 
 
