@@ -4,7 +4,7 @@
 
   nice -n 10 python benchmarks/sid_vs_regression.py --size tiny --seeds 5 --dataset synthetic_city \
       --root runs/sid_vs_regression [--data_dir DIR] [--models sid,regression,log_regression] \
-      [--steps N] [--expectation]
+      [--steps N] [--expectation] [--kitti ../shared/data/kitti_samples/depth_sparse]
 
 Trains ``configs/deeplab_sid.py`` presets that differ only in the head and the loss, for every seed
 (``benchmarks/preset_seeds.run_one``: one run per ``ROOT/deeplab_sid/<model>/<size>/<dataset>/seed<N>``,
@@ -16,6 +16,13 @@ finished runs are reused), and evaluates each on the validation split through ``
 * ``log_regression``: the same head regressing natural-log metres, masked L1 (a stronger regression);
 * ``sid_expectation`` (with ``--expectation``): the ``sid`` runs decoded by the soft expectation over the
   bins instead of the argmax mid-point (no retraining; ``bin_decode='expectation'``).
+
+With ``--kitti DIR`` (default: ``<--shared>/kitti_samples/depth_sparse`` when it exists; ``--kitti ''``
+turns it off) every run is also evaluated on the real KITTI frames of ``DIR`` (``rgb/*.png``, sparse
+LiDAR ``depth/*.png`` / 256 = metres, 0 = none; resized to ``KITTI_INPUT`` = the training height at KITTI's
+aspect ratio and back) under the paper's protocol: Garg crop, 1e-3 < y < 80 m, prediction clamped, per-image
+averages (``metrics.depth_metrics``; docs/model_spec.md §3.4, §8.5), next to the mean training depth. This is a
+synthetic-to-real transfer of a network trained at 48 rows, reported, not expected to be good.
 
 Every model has the same backbone, ASPP, upsampling, optimiser, schedule, augmentation and steps. On a CPU
 the network is the DeepLab-v2 structure (Caffe bottlenecks, ceil-mode stem, output stride 8, summed ASPP,
@@ -65,6 +72,77 @@ def expectation_results(run: dict, workdir: str, data_dir: str | None) -> dict:
     workdir, config=config, split="validation", data_dir=data_dir, write=False
   )
   out = {**run, "model": evaluate.report_scalars(report)}
+  with open(done, "w", encoding="utf-8") as f:
+    json.dump(out, f, indent=2)
+  return out
+
+
+KITTI_INPUT = (48, 160)
+"""Model input for KITTI frames: the tiny training height (48 rows) at KITTI's aspect ratio, a multiple of 8."""
+
+
+def kitti_frames(folder: str) -> tuple[np.ndarray, np.ndarray]:
+  """``(images uint8 (N, H, W, 3), depth float32 (N, H, W) metres)`` of ``folder``'s rgb/ and depth/ pngs.
+
+  Raises:
+    FileNotFoundError: no ``rgb/*.png`` or a frame without its ``depth/`` png (names the file).
+    ValueError: a depth png that is not 16-bit (names the file and the mode).
+  """
+  from PIL import Image
+
+  rgb = sorted(f for f in os.listdir(os.path.join(folder, "rgb")) if f.endswith(".png"))
+  if not rgb:
+    raise FileNotFoundError(f"{folder}/rgb: no .png frames")
+  images, depths = [], []
+  for name in rgb:
+    path = os.path.join(folder, "depth", name)
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"{path}: missing depth png for rgb/{name}")
+    with Image.open(path) as im:
+      if im.mode not in ("I;16", "I"):
+        raise ValueError(f"{path}: expected a 16-bit png (png / 256 = metres), got mode {im.mode}")
+      depths.append(np.asarray(im, np.float32) / 256.0)
+    with Image.open(os.path.join(folder, "rgb", name)) as im:
+      images.append(np.asarray(im.convert("RGB")))
+  return np.stack(images), np.stack(depths)
+
+
+def kitti_results(
+  run: dict, workdir: str, folder: str, mean_depth: float, decode: str | None = None
+) -> dict:
+  """``run`` evaluated on the KITTI frames of ``folder`` (module docstring; cached in ``workdir``).
+
+  ``mean_depth``: the mean training depth in metres (the constant baseline); ``decode``: a ``bin_decode``
+  override for SID runs.
+  """
+  import jax
+  import jax.numpy as jnp
+
+  from semdepth_jax import metrics, predict
+
+  name = "kitti_results.json" if decode is None else f"kitti_results_{decode}.json"
+  done = os.path.join(workdir, name)
+  if os.path.isfile(done):
+    with open(done, encoding="utf-8") as f:
+      return json.load(f)
+  config = predict.load_config_for(workdir)
+  if decode is not None:
+    config.model.bin_decode = decode
+  model, variables, _ = predict.restore_for_inference(workdir, config=config)
+  images, gt = kitti_frames(folder)
+  dense = jax.jit(predict.InferenceModel(model, input_size=KITTI_INPUT).dense)
+  pred = np.stack(
+    [
+      np.asarray(dense(variables, jnp.asarray(im[None], jnp.float32) / 255.0)["depth"][0])
+      for im in images
+    ]
+  )
+  kw = {"min_depth": 1e-3, "max_depth": 80.0, "crop": "kitti_garg"}
+  out = {
+    **run,
+    "model": metrics.depth_metrics(pred, gt, **kw),
+    "baseline": metrics.depth_metrics(np.full_like(gt, mean_depth), gt, **kw),
+  }
   with open(done, "w", encoding="utf-8") as f:
     json.dump(out, f, indent=2)
   return out
@@ -166,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument(
     "--expectation", action="store_true", help="add the sid runs decoded by soft expectation"
   )
+  parser.add_argument(
+    "--kitti", default=None, help="KITTI rgb/ + depth/ folder (default: under --shared; '' = off)"
+  )
   args = parser.parse_args(argv)
   models = args.models.split(",")
   if "sid" not in models or len(models) < 2:
@@ -193,31 +274,59 @@ def main(argv: list[str] | None = None) -> int:
     )
   if args.expectation:
     runs["sid_expectation"] = [
-      expectation_results(r, _workdir(root, args.size, args.dataset, s), args.data_dir)
+      expectation_results(r, _workdir(root, "sid", args.size, args.dataset, s), args.data_dir)
       for s, r in enumerate(runs["sid"])
     ]
   rows, pairs = summarise(runs)
   steps = runs["sid"][0]["steps"]
-  header = (
-    f"DeepLab-v2 ({args.size} preset) on {args.dataset} validation, {steps} steps, {args.seeds} seeds "
-    f"(mean ± std); command: python benchmarks/sid_vs_regression.py --size {args.size} --seeds "
-    f"{args.seeds} --dataset {args.dataset}"
+  command = (
+    f"python benchmarks/sid_vs_regression.py --size {args.size} --seeds {args.seeds} --dataset "
+    f"{args.dataset}"
     + (f" --steps {args.steps}" if args.steps else "")
     + (" --expectation" if args.expectation else "")
   )
+  header = (
+    f"DeepLab-v2 ({args.size} preset) on {args.dataset} validation, {steps} steps, {args.seeds} seeds "
+    f"(mean ± std); command: {command}"
+  )
   md = markdown(rows, pairs, header)
+  kitti = (
+    os.path.join(args.shared, "kitti_samples", "depth_sparse") if args.kitti is None else args.kitti
+  )
+  kitti_runs = {}
+  if kitti and os.path.isdir(kitti):
+    from semdepth_jax import predict, quickstart
+
+    first = _workdir(root, "sid", args.size, args.dataset, 0)
+    mean_depth = float(quickstart.training_baselines(predict.load_config_for(first))["mean_depth"])
+    for model, results in runs.items():
+      name, decode = ("sid", "expectation") if model == "sid_expectation" else (model, None)
+      kitti_runs[model] = [
+        kitti_results(
+          r, _workdir(root, name, args.size, args.dataset, s), kitti, mean_depth, decode
+        )
+        for s, r in enumerate(results)
+      ]
+    k_rows, k_pairs = summarise(kitti_runs)
+    md += "\n" + markdown(
+      k_rows,
+      k_pairs,
+      f"The same runs on the {len(kitti_frames(kitti)[0])} KITTI frames of {os.path.basename(kitti)} "
+      f"(sparse LiDAR, Garg crop, 80 m cap, input {KITTI_INPUT[0]} x {KITTI_INPUT[1]}; baseline = mean "
+      f"training depth {mean_depth:.2f} m); command: {command}",
+    )
   os.makedirs(root, exist_ok=True)
   with open(os.path.join(root, "sid_vs_regression.json"), "w", encoding="utf-8") as f:
-    json.dump({"rows": rows, "pairs": pairs, "runs": runs}, f, indent=2)
+    json.dump({"rows": rows, "pairs": pairs, "runs": runs, "kitti_runs": kitti_runs}, f, indent=2)
   with open(os.path.join(root, "sid_vs_regression.md"), "w", encoding="utf-8") as f:
     f.write(md)
   print(md)
   return 0
 
 
-def _workdir(root: str, size: str, dataset: str, seed: int) -> str:
-  """The ``sid`` run folder of ``preset_seeds.run_one`` for ``configs/deeplab_sid.py``."""
-  return os.path.join(root, "deeplab_sid", "sid", size, dataset.replace("/", "_"), f"seed{seed}")
+def _workdir(root: str, model: str, size: str, dataset: str, seed: int) -> str:
+  """The run folder of ``preset_seeds.run_one`` for ``configs/deeplab_sid.py``."""
+  return os.path.join(root, "deeplab_sid", model, size, dataset.replace("/", "_"), f"seed{seed}")
 
 
 if __name__ == "__main__":
