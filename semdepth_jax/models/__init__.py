@@ -18,6 +18,7 @@ import dataclasses
 import flax.linen as nn
 
 from semdepth_jax.models.cnn3d import CNN3DS, CNN3DUP
+from semdepth_jax.models.deeplab import DeepLabRegression, DeepLabSID, DeepLabV2
 from semdepth_jax.models.scrx import SCRX
 from semdepth_jax.models.ssegdepnet import SSegDepNet
 from semdepth_jax.models.unet import UNet
@@ -29,6 +30,10 @@ MODELS: dict[str, type[nn.Module]] = {
   "cnn3d_s": CNN3DS,
   "cnn3d_up": CNN3DUP,
   "ssegdepnet": SSegDepNet,
+  # Paper 002 (Oluwafemi et al. 2019), model_spec §3: DeepLab-v2 ResNet-101, depth as SID classes.
+  "deeplab_v2": DeepLabV2,
+  "deeplab_sid": DeepLabSID,
+  "deeplab_regression": DeepLabRegression,
 }
 """Registered models: name -> linen Module class."""
 
