@@ -19,6 +19,7 @@ import flax.linen as nn
 
 from semdepth_jax.models.cnn3d import CNN3DS, CNN3DUP
 from semdepth_jax.models.deeplab import DeepLabRegression, DeepLabSID, DeepLabV2
+from semdepth_jax.models.ds_sidenet import DSSIDENet
 from semdepth_jax.models.scrx import SCRX
 from semdepth_jax.models.ssegdepnet import SSegDepNet
 from semdepth_jax.models.unet import UNet
@@ -34,6 +35,8 @@ MODELS: dict[str, type[nn.Module]] = {
   "deeplab_v2": DeepLabV2,
   "deeplab_sid": DeepLabSID,
   "deeplab_regression": DeepLabRegression,
+  # Paper 004 (Ren et al.), model_spec §5: low / high depth range by `variant`.
+  "ds_sidenet": DSSIDENet,
 }
 """Registered models: name -> linen Module class."""
 
