@@ -724,7 +724,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ),
     epilog="Depth protocols: "
     + ", ".join(sorted(k for k, v in metrics.PROTOCOLS.items() if v.kind == "standard"))
-    + ". Writes DIR/eval/<split>/metrics.json and metrics.md.",
+    + ". Writes metrics.json and metrics.md to DIR/eval/<split>/<protocol>/<mode>[+flip][@HxW]/.",
   )
   p.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
   p.add_argument("--config", default=None, help="config PATH[:ARGS] (default: the workdir's)")
@@ -739,7 +739,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   )
   p.add_argument("--data_dir", default=None, help="TFDS data dir (default: config's or TFDS's)")
   p.add_argument("--max_batches", type=int, default=0, help="stop after N batches (0 = all)")
-  p.add_argument("--out", default=None, help="output folder (default: DIR/eval/<split>)")
+  p.add_argument(
+    "--out", default=None, help="output folder (default: DIR/eval/<split>/<protocol>/<mode>...)"
+  )
   p.set_defaults(func=run)
   return p
 

@@ -5,15 +5,19 @@ What it does (re-running continues where it stopped; every step is resumable or 
 1. builds the embedded ``synthetic_city`` dataset (400 train / 100 validation / 100 test street scenes,
    exact depth and 14 classes) into the TFDS data dir if it is not there yet;
 2. trains SSegDep-Net (paper 000) at ``size=small`` (64x96, reduced widths) with both stages of the
-   paper — stage ``seg``: the U-Net with Keras BCE, 500 batches of 8; stage ``depth``: the 3D CNN-UP on
-   ground-truth OHESS planes, 300 batches — with the small preset's fast recipe (log-depth L1, Adam with
-   warm-up and cosine decay, flips; ``configs/ssegdepnet.py``; the paper's plain SGD needs its 50 epochs)
-   into ``--workdir`` (checkpoints, ``metrics.jsonl``, TensorBoard events);
-3. evaluates the composed model (U-Net -> thresholded OHESS -> 3D CNN-UP, the paper's inference path) on
-   the held-out ``test`` split with the streaming metrics, next to two trivial baselines computed from the
-   training split: the mean training depth everywhere and the majority training class everywhere;
-4. writes prediction images (RGB | GT depth | predicted depth | GT labels | predicted labels) to
-   ``<workdir>/predictions/`` and all numbers to ``<workdir>/quickstart_results.json``.
+   paper — stage ``seg``: the U-Net, 500 batches of 8; stage ``depth``: the 3D CNN-UP on ground-truth
+   OHESS planes, 300 batches — with the small preset's fast recipe (softmax cross-entropy for the U-Net,
+   log-depth L1 for the 3D CNN-UP, Adam with warm-up and cosine decay, flips; ``configs/ssegdepnet.py``;
+   the paper's plain SGD needs its 50 epochs) into ``--workdir`` (checkpoints, ``metrics.jsonl``,
+   TensorBoard events);
+3. evaluates the composed model (U-Net -> argmax OHESS -> 3D CNN-UP) on the held-out ``test`` split at the
+   stored resolution through ``semdepth_jax.evaluate`` (the path ``semdepth evaluate`` runs), next to two
+   trivial baselines computed from the training split: the mean training depth everywhere and the
+   majority training class everywhere;
+4. writes figures (ground truth above prediction: RGB | depth | labels) to ``<workdir>/predictions/``,
+   the test frames themselves to ``<workdir>/samples/`` (to try ``semdepth predict`` on) with their
+   ground truth in ``<workdir>/samples_gt/`` (for ``semdepth score``), and all numbers to
+   ``<workdir>/quickstart_results.json``.
 """
 
 from __future__ import annotations
@@ -156,9 +160,21 @@ def evaluate_with_baselines(
 
 
 def write_predictions(
-  config, model, variables, out_dir: str, *, num_images: int = 4, split: str = EVAL_SPLIT
+  config,
+  model,
+  variables,
+  out_dir: str,
+  *,
+  num_images: int = 4,
+  split: str = EVAL_SPLIT,
+  samples_dir: str | None = None,
 ) -> list[str]:
   """Saves one figure per test image: ground truth above the prediction, with colour bars and legends.
+
+  With ``samples_dir``, the RGB frames themselves are also saved there as ``<name>.png`` (uint8 RGB at the
+  stored size): images to try ``semdepth predict`` on; their ground truth goes to ``<samples_dir>_gt/``
+  as ``<name>_depth.npy`` (float32 metres, 0 = invalid) and ``<name>_labels.png`` (uint8 training ids,
+  255 = ignore), the layout ``semdepth score`` reads.
 
   Predictions come from ``predict.InferenceModel`` (the model's ``decode``) at the stored image size, as the
   evaluation scores them; figures are ``viz.example_grid`` rows (RGB | depth + colour bar in metres |
@@ -206,6 +222,20 @@ def write_predictions(
       column_titles=("RGB", f"depth (fixed {vmin:g}-{vmax:g} m)", "labels"),
     )
     paths.append(viz.save_figure(fig, os.path.join(out_dir, f"{_safe_name(name)}.png")))
+    if samples_dir:
+      from PIL import Image
+
+      gt_dir = samples_dir.rstrip(os.sep) + "_gt"
+      os.makedirs(samples_dir, exist_ok=True)
+      os.makedirs(gt_dir, exist_ok=True)
+      stem = _safe_name(name)
+      rgb = np.clip(np.rint(np.asarray(batch["image"][i]) * 255.0), 0, 255).astype(np.uint8)
+      Image.fromarray(rgb).save(os.path.join(samples_dir, f"{stem}.png"))
+      depth = np.where(batch["has_depth"][i], np.asarray(batch["depth"][i], np.float32), 0.0)
+      np.save(os.path.join(gt_dir, f"{stem}_depth.npy"), depth.astype(np.float32))
+      labels = np.asarray(batch["segmentation"][i])
+      labels = np.where((labels >= 0) & (labels < 255), labels, 255).astype(np.uint8)
+      Image.fromarray(labels).save(os.path.join(gt_dir, f"{stem}_labels.png"))
   return paths
 
 
@@ -277,7 +307,12 @@ def run(
   t1 = time.perf_counter()
   variables = result.state.variables()
   paths = write_predictions(
-    config, result.model, variables, os.path.join(workdir, "predictions"), num_images=num_images
+    config,
+    result.model,
+    variables,
+    os.path.join(workdir, "predictions"),
+    num_images=num_images,
+    samples_dir=os.path.join(workdir, "samples"),
   )
   timing["predictions"] = time.perf_counter() - t1
   timing["total"] = time.perf_counter() - t0

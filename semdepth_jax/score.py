@@ -15,8 +15,9 @@ Stem matching rule: only ``*.png`` and ``*.npy`` files directly inside a folder 
 is a file-name template with exactly one ``{stem}`` and optional ``*`` wildcards (``.*`` = either
 extension); each ground-truth file matching its pattern defines a stem, and its prediction is the first
 of the prediction patterns (tried in the order given) that names an existing file with the same stem.
-Defaults: ground truth ``{stem}.*``; depth predictions ``{stem}_depth.*`` then ``{stem}.*``; label
-predictions ``{stem}_seg.*`` then ``{stem}.*``. A ground-truth file without a prediction, two files with
+Defaults: ground truth ``{stem}.*``; depth predictions ``{stem}_depth.npy``, then ``{stem}_depth.png``
+(so the output folder of ``semdepth predict``, which holds both, is scored from its float32 metres), then
+``{stem}.*``; label predictions ``{stem}_seg.*`` then ``{stem}.*``. A ground-truth file without a prediction, two files with
 the same stem, or an unreadable file is an error naming the file.
 
 Predictions whose size differs from the ground truth are resized to it (bilinear for depth, nearest for
@@ -39,7 +40,9 @@ from semdepth_jax import metrics
 
 _EXTS = (".png", ".npy")
 DEFAULT_GT_PATTERN = "{stem}.*"
-DEFAULT_DEPTH_PRED_PATTERNS = ("{stem}_depth.*", "{stem}.*")
+# ``semdepth predict`` writes both <stem>_depth.npy (float32 metres) and <stem>_depth.png (quantised): the
+# exact one first.
+DEFAULT_DEPTH_PRED_PATTERNS = ("{stem}_depth.npy", "{stem}_depth.png", "{stem}.*")
 DEFAULT_SEG_PRED_PATTERNS = ("{stem}_seg.*", "{stem}.*")
 
 
@@ -216,27 +219,30 @@ def match_files(
     )
   pred_files = _list_files(pred_dir, "prediction")
   by_pattern = [(pat, _pattern_regex(pat)) for pat in pred_patterns]
-  index: list[dict[str, pathlib.Path]] = []
+  # Per pattern: stem -> every file it names. Two files under one pattern are an error only when that
+  # pattern is the one a ground-truth stem is paired through.
+  index: list[tuple[str, dict[str, list[pathlib.Path]]]] = []
   for pat, regex in by_pattern:
-    found: dict[str, pathlib.Path] = {}
+    found: dict[str, list[pathlib.Path]] = {}
     for f in pred_files:
       m = regex.match(f.name)
       if m:
-        if m.group("stem") in found:
-          raise ScoreError(
-            f"two prediction files have the stem {m.group('stem')!r} under {pat!r}: "
-            f"{found[m.group('stem')]} and {f}"
-          )
-        found[m.group("stem")] = f
-    index.append(found)
+        found.setdefault(m.group("stem"), []).append(f)
+    index.append((pat, found))
   pairs, used = [], set()
   for stem in sorted(gts):
-    pred = next((found[stem] for found in index if stem in found), None)
-    if pred is None:
+    hit = next(((pat, found[stem]) for pat, found in index if stem in found), None)
+    if hit is None:
       raise ScoreError(
         f"no prediction for ground-truth file {gts[stem]} (stem {stem!r}) in {pred_dir}; tried "
         f"patterns {list(pred_patterns)}"
       )
+    pat, files = hit
+    if len(files) > 1:
+      raise ScoreError(
+        f"two prediction files have the stem {stem!r} under {pat!r}: {files[0]} and {files[1]}"
+      )
+    pred = files[0]
     pairs.append((stem, pred, gts[stem]))
     used.add(pred)
   return pairs, len(set(pred_files) - used)

@@ -196,3 +196,19 @@ def test_score_real_nyu_frames_nyu_eigen(shared_data, tmp_path):
   for k, v in want.items():
     assert d[k] == pytest.approx(v, rel=1e-4), k
   assert 0.09 < d["abs_rel"] < 0.12 and math.isfinite(d["silog"])
+
+
+def test_score_prefers_predicts_float_depth_over_its_png(tmp_path, capsys):
+  # `semdepth predict` writes <stem>_depth.npy (metres) and <stem>_depth.png (quantised) side by side; the
+  # default patterns score the .npy. The PNG here is deliberately wrong (all 1 m) to tell them apart.
+  gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+  gt_dir.mkdir()
+  pred_dir.mkdir()
+  gt = np.full((4, 6), 2000, np.uint16)
+  write_png16(gt_dir / "f.png", gt)
+  np.save(pred_dir / "f_depth.npy", np.full((4, 6), 2.5, np.float32))
+  write_png16(pred_dir / "f_depth.png", np.full((4, 6), 1000, np.uint16))
+  out = tmp_path / "m.json"
+  argv = ["score", "--pred", str(pred_dir), "--gt", str(gt_dir), "--gt_scale", "1000"]
+  assert main([*argv, "--pred_scale", "1000", "--out", str(out)]) == 0
+  assert json.loads(out.read_text())["depth"]["abs_rel"] == pytest.approx(0.25)
