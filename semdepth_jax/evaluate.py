@@ -312,6 +312,9 @@ class EvalSettings:
     dataset: TFDS name (None = the training config's dataset).
     protocol: standard-kind depth protocol name (None = the dataset's default, ``metrics.dataset_protocol``).
     mode: ``'resize'`` (the image resized to the model input) or ``'tile'`` (tiles at training scale).
+    tile_size: (h, w) tile in image pixels for ``mode='tile'`` (None = the training scale,
+      ``predict.training_tile_size``; paper 001 tiles Cityscapes into 321 x 321).
+    tile_combine: overlapping class scores in ``mode='tile'``: ``'mean'`` or ``'max'`` (paper 001).
     tta: ``None`` or ``'flip'`` (horizontal-flip averaging).
     image_size: (H, W) to resize images and ground truth to first; None = the stored size (default: metrics
       at the ground-truth resolution, as the field reports them).
@@ -327,10 +330,17 @@ class EvalSettings:
   image_size: tuple[int, int] | None = None
   batch_size: int | None = None
   max_batches: int = 0
+  tile_size: tuple[int, int] | None = None
+  tile_combine: str = "mean"
 
   def folder(self, protocol_name: str) -> str:
     """Relative output folder, unique per setting: ``<split>/<protocol>/<mode>[+flip][@HxW][_first<N>]``."""
-    variant = self.mode + ("+flip" if self.tta == "flip" else "")
+    variant = self.mode
+    if self.mode == "tile" and self.tile_size is not None:
+      variant += f"{int(self.tile_size[0])}x{int(self.tile_size[1])}"
+    if self.mode == "tile" and self.tile_combine != "mean":
+      variant += f"-{self.tile_combine}"
+    variant += "+flip" if self.tta == "flip" else ""
     if self.image_size is not None:
       variant += f"@{int(self.image_size[0])}x{int(self.image_size[1])}"
     if self.max_batches:
@@ -408,6 +418,8 @@ class Evaluation:
       mode=settings.mode,
       tta=settings.tta,
       train_resize=config.augment.get("resize", "cover"),
+      tile_size=None if settings.tile_size is None else tuple(settings.tile_size),
+      tile_combine=settings.tile_combine,
     )
     self.num_classes = loop.resolved_num_classes(config)
     class_names = (
@@ -480,6 +492,8 @@ class Evaluation:
         else list(self.settings.image_size),
         "batch_size": self.batch_size,
         "max_batches": int(self.settings.max_batches),
+        "tile_size": None if self.inference.tile_size is None else list(self.inference.tile_size),
+        "tile_combine": self.inference.tile_combine,
       },
       "warnings": list(self.warnings),
       **results,
