@@ -3,7 +3,8 @@ r"""``semdepth evaluate``: compiled, sharded evaluation of a training workdir on
 ::
 
   semdepth evaluate --workdir runs/x [--config configs/ssegdepnet.py:...] [--step N] [--split S] \
-      [--protocol P] [--tta flip] [--tile] [--batch_size B] [--image_size H,W] [--data_dir D]
+      [--protocol P] [--tta flip] [--tile [--tile_size H,W] [--tile_combine max]] [--batch_size B] \
+      [--image_size H,W] [--data_dir D]
 
 What runs: the checkpoint's base model (``semdepth_jax.predict.load_trained``) wrapped in
 ``predict.InferenceModel`` (model input = the training size; ``--tile`` = sliding windows of the training
@@ -551,6 +552,8 @@ def evaluate_workdir(
   image_size: tuple[int, int] | None = None,
   data_dir: str | None = None,
   max_batches: int = 0,
+  tile_size: tuple[int, int] | None = None,
+  tile_combine: str = "mean",
   out_dir: str | os.PathLike | None = None,
   write: bool = True,
 ) -> dict[str, Any]:
@@ -569,6 +572,9 @@ def evaluate_workdir(
     image_size: (H, W) to resize images and ground truth to before evaluating (default: stored size).
     data_dir: TFDS data dir (default ``config.data_dir`` or TFDS's).
     max_batches: stop after this many batches (0 = the whole split).
+    tile_size: (h, w) tiles in image pixels with ``tile`` (default: the training scale); paper 001's
+      Cityscapes protocol uses (321, 321) with ``tile_combine='max'`` (model_spec §2.6).
+    tile_combine: overlapping class scores with ``tile``: ``'mean'`` or ``'max'``.
     out_dir: where to write ``metrics.json`` / ``metrics.md`` (default
       ``workdir/eval/<EvalSettings.folder>``, one folder per split, protocol, mode, TTA and size).
     write: write the files (False: only return the report).
@@ -605,6 +611,8 @@ def evaluate_workdir(
     image_size=None if image_size is None else tuple(image_size),
     batch_size=batch_size,
     max_batches=int(max_batches),
+    tile_size=None if tile_size is None else tuple(tile_size),
+    tile_combine=tile_combine,
   )
   evaluation = Evaluation(trained.model, cfg, settings, mesh=mesh, data_dir=data_dir)
   results = evaluation.run(trained.variables)
@@ -747,6 +755,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   p.add_argument("--protocol", default=None, help="depth protocol (default: the dataset's)")
   p.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation")
   p.add_argument("--tile", action="store_true", help="sliding-window tiles of the training size")
+  p.add_argument(
+    "--tile_size", type=_parse_size, default=None, help="with --tile: tiles of H,W image pixels"
+  )
+  p.add_argument(
+    "--tile_combine",
+    choices=("mean", "max"),
+    default="mean",
+    help="with --tile: overlapping class scores averaged (default) or their maximum (paper 001)",
+  )
   p.add_argument("--batch_size", type=int, default=None, help="global batch (default: config's)")
   p.add_argument(
     "--image_size", type=_parse_size, default=None, help="resize images and GT to H,W first"
@@ -773,6 +790,8 @@ def run(args: argparse.Namespace) -> int:
       image_size=args.image_size,
       data_dir=args.data_dir,
       max_batches=args.max_batches,
+      tile_size=args.tile_size,
+      tile_combine=args.tile_combine,
       out_dir=args.out,
     )
   except (FileNotFoundError, KeyError, ValueError) as e:
