@@ -19,6 +19,10 @@ Preset arguments (``get_config('k=v,...')``):
 * ``vgg_init``: a converted VGG16 directory (``semdepth convert-weights --arch vgg16_deeplab --src
   vgg16-397923af.pth --out DIR [--preprocessing imagenet]``) loaded into ``backbone`` through
   ``config.model_init``; the model's ``preprocessing`` follows the one recorded with the weights.
+* ``eval_on``: further datasets to evaluate on, ``+``-separated (e.g. ``eval_on=sun_rgbd+nyu_depth_v2_labeled``):
+  one ``config.evals`` entry each (named after the dataset; its ``validation`` split, else ``test``;
+  ``p1_hybridnet`` for the paper's datasets at ``size=paper``). Depth metrics are comparable across
+  datasets; segmentation metrics only where the label sets agree (the model keeps its training classes).
 
 Paper hyper-parameters (``size=paper``; model_spec §2.5, §7.3, §10):
 
@@ -99,6 +103,7 @@ _DEFAULTS = {
   "size": "paper",
   "steps": 0,
   "vgg_init": "",
+  "eval_on": "",
 }
 
 IMAGE_SIZES = {"paper": (320, 320), "small": (97, 145), "tiny": (65, 97)}
@@ -392,6 +397,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every_steps = 10
   if args["vgg_init"]:
     _vgg_init(c, args["vgg_init"], model)
+  for name in filter(None, str(args["eval_on"]).split("+")):
+    _add_eval(c, name, size)
   if args["steps"] > 0:
     common.set_steps(c, args["steps"])
   return c
+
+
+def _add_eval(config: ml_collections.ConfigDict, dataset: str, size: str) -> None:
+  """One ``config.evals`` entry for ``dataset`` (``eval_on``)."""
+  try:
+    splits = get_meta(dataset).splits
+  except (KeyError, ValueError) as e:
+    raise common.ConfigError(
+      f"configs/hybridnet.py: eval_on dataset {dataset!r}: {e.args[0] if e.args else e}"
+    ) from e
+  split = "validation" if "validation" in splits else "test"
+  paper = size == "paper" and dataset.split("/")[0] in PAPER_DATASETS
+  config.evals[dataset.replace("/", "_")] = common.eval_entry(
+    split=split, dataset=dataset, protocol="p1_hybridnet" if paper else ""
+  )

@@ -137,3 +137,16 @@ def test_paper_eval_settings():
   other = hybridnet.paper_eval_settings("replica")
   assert (other.split, other.mode, other.protocol) == ("validation", "resize", None)
   assert city.folder("p1_hybridnet").endswith("tile321x321-max")
+
+
+def test_eval_on_adds_named_evaluations():
+  """Evaluation on datasets the model is not trained on: one config.evals entry per eval_on dataset."""
+  cfg = _load("model=a1,dataset=replica,size=tiny,eval_on=sun_rgbd+nyu_depth_v2_labeled/13")
+  assert sorted(cfg.evals) == ["nyu_depth_v2_labeled_13", "sun_rgbd"]
+  assert (cfg.evals.sun_rgbd.dataset, cfg.evals.sun_rgbd.split) == ("sun_rgbd", "test")
+  assert cfg.evals.nyu_depth_v2_labeled_13.dataset == "nyu_depth_v2_labeled/13"
+  paper = _load("model=a2,dataset=cityscapes,size=paper,eval_on=sun_rgbd")
+  assert paper.evals.sun_rgbd.protocol == "p1_hybridnet"
+  assert not _load("model=a1").evals
+  with pytest.raises(config_utils.ConfigError, match="eval_on dataset 'nope'"):
+    _load("model=a1,eval_on=nope")
