@@ -4,7 +4,7 @@
 
   nice -n 10 python benchmarks/hybridnet_compare.py --datasets replica,synthetic_city --seeds 3 \
       --root runs/hybridnet_compare [--size tiny] [--data_dir DIR] [--shared ../shared/data] \
-      [--eval_size replica=170,300] [--override --config.KEY=VALUE ...]
+      [--eval_size replica=170,300] [--train_size replica=170,300] [--override --config.KEY=VALUE ...]
 
 For every dataset and seed it trains the ``configs/hybridnet.py`` presets ``a1``, ``a2`` (joint depth and
 segmentation), ``deeplab_vgg`` (segmentation only) and ``depthnet`` (depth only) with their default number of
@@ -16,6 +16,13 @@ writes ``ROOT/summary.md`` / ``summary.json``: mean ± std over seeds per model 
 paper's ordering holds (A2 better than A1 on both tasks; paper 001 Tables 1-4), judged on the seed means
 of abs_rel / rmse / delta1 (depth) and mIoU / pixel accuracy (segmentation). Missing real datasets are
 built from ``--shared`` (replica from ``replica_office0``).
+
+``--train_size name=H,W`` decodes that dataset's training split once, downscales it to H x W
+(``transforms.resize``: RGB bilinear, depth and labels nearest) and trains from that list in memory
+(``pipeline.train_dataset``) instead of decoding the stored frames at every step, as
+tests/train/test_real_data_hybridnet.py does: the presets' resize-to-cover then gives the same scale (Replica
+680 x 1200 -> 170 x 300 -> 65 x 115 before the tiny 65 x 97 crops). It makes the Replica sweep several times
+cheaper on a CPU; evaluation still reads the stored validation split (resized by ``--eval_size``).
 """
 
 from __future__ import annotations
@@ -96,7 +103,39 @@ def _evaluate(model, variables, config, eval_size, baseline=False):
   return evaluate.report_scalars(report)
 
 
-def run_one(model, size, dataset, seed, root, data_dir, eval_size, overrides):
+_TRAIN_FRAMES: dict = {}
+
+
+def _train_frames(dataset, data_dir, size):
+  """The training split decoded once and downscaled to ``size`` (cached per dataset)."""
+  from semdepth_jax.data import pipeline, transforms
+
+  if dataset not in _TRAIN_FRAMES:
+    source = pipeline.open_source(dataset, "train", data_dir)
+    _TRAIN_FRAMES[dataset] = [transforms.resize(dict(source[i]), size) for i in range(len(source))]
+  return _TRAIN_FRAMES[dataset]
+
+
+def _components(config, frames):
+  """``loop.default_components`` with the training iterator over in-memory ``frames``."""
+  import dataclasses
+
+  from semdepth_jax.data import pipeline
+  from semdepth_jax.train import loop
+
+  comps = loop.default_components(config)
+  augment = loop._augment_dict(config)
+
+  def train_iterator(batch_size, seed):
+    ds = pipeline.train_dataset(
+      frames, batch_size=batch_size, image_size=tuple(config.image_size), seed=seed, augment=augment
+    )
+    return pipeline.to_iterator(ds, num_threads=0, prefetch=0)
+
+  return dataclasses.replace(comps, train_iterator=train_iterator)
+
+
+def run_one(model, size, dataset, seed, root, data_dir, eval_size, overrides, train_size=None):
   """Trains one preset / seed (or reuses a finished run); returns its metrics."""
   from semdepth_jax.train import loop
 
@@ -107,7 +146,10 @@ def run_one(model, size, dataset, seed, root, data_dir, eval_size, overrides):
       return json.load(f)
   config = _config(model, size, dataset, seed, data_dir, overrides)
   t0 = time.perf_counter()
-  result = loop.train(config, workdir)
+  comps = None
+  if train_size is not None:
+    comps = _components(config, _train_frames(dataset, data_dir, train_size))
+  result = loop.train(config, workdir, components=comps)
   train_s = time.perf_counter() - t0
   metrics = _evaluate(result.model, result.state.variables(), config, eval_size)
   out = {"model": model, "seed": seed, "steps": result.step, "train_s": train_s, "metrics": metrics}
@@ -209,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     help="per-dataset evaluation size, 'name=H,W;name=H,W' (default: Replica at 1/4 resolution)",
   )
   parser.add_argument(
+    "--train_size",
+    default="",
+    help="per-dataset in-memory training size, 'name=H,W;...' (default: read the stored frames)",
+  )
+  parser.add_argument(
     "--override", action="append", default=[], help="--config.KEY=VALUE (repeatable)"
   )
   args = parser.parse_args(argv)
@@ -217,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
   setup_logging()
   sizes = _eval_sizes(args.eval_size)
+  train_sizes = _eval_sizes(args.train_size)
   md, summary = [], {}
   for dataset in args.datasets.split(","):
     _ensure_built(dataset, args.data_dir, args.shared)
@@ -227,7 +275,17 @@ def main(argv: list[str] | None = None) -> int:
     runs = {}
     for model in args.models.split(","):
       runs[model] = [
-        run_one(model, args.size, dataset, s, args.root, args.data_dir, eval_size, args.override)
+        run_one(
+          model,
+          args.size,
+          dataset,
+          s,
+          args.root,
+          args.data_dir,
+          eval_size,
+          args.override,
+          train_sizes.get(dataset.split("/")[0]),
+        )
         for s in range(args.seeds)
       ]
       print(f"{dataset} {model}: " + json.dumps([r["metrics"] for r in runs[model]]), flush=True)
