@@ -11,8 +11,10 @@ dataset=replica,size=tiny`` through the real loop (A2: global-net pre-training, 
 The baselines and metrics are computed here, independently of the library, on the 21 validation frames at
 170 x 300: the mean training depth everywhere and the majority training class everywhere; numpy depth
 metrics of docs/model_spec.md §8.1 per image, mIoU / pixel accuracy from one confusion matrix (§8.3).
-The thresholds are the baselines themselves; the spread over seeds is measured by
-``benchmarks/hybridnet_compare.py``.
+The thresholds are the baselines themselves. Over 3 seeds (``benchmarks/hybridnet_compare.py --datasets
+replica --seeds 3 --size tiny --train_size replica=170,300``, the same in-memory frames) every A1 and A2 seed
+beat both baselines on abs_rel, rmse, delta1, mIoU and pixel accuracy (A1 mIoU 0.089 ± 0.025, A2 0.071 ±
+0.007, baseline 0.023; abs_rel 0.356 ± 0.040, 0.358 ± 0.020, baseline 0.459).
 """
 
 import dataclasses
