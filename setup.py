@@ -19,7 +19,11 @@ setuptools.setup(
   packages=setuptools.find_packages(
     include=["semdepth_jax", "semdepth_jax.*", "data_builders", "data_builders.*", "configs"]
   ),
-  package_data={"data_builders": ["*/README.md", "*/CITATIONS.bib", "*/TAGS.txt", "*/*.json"]},
+  package_data={
+    "data_builders": ["*/README.md", "*/CITATIONS.bib", "*/TAGS.txt", "*/*.json"],
+    # Places365 indoor/outdoor labels (MIT licence, CSAILVision/places365), paper 004's router.
+    "semdepth_jax": ["resources/places365/*"],
+  },
   install_requires=[
     # JAX-stack releases change APIs often: cap at the next minor series we have not tested.
     "jax>=0.10.2,<0.12",

@@ -4,15 +4,18 @@
 
   python benchmarks/preset_seeds.py --models unet,cnn3d_up --sizes tiny --datasets replica,synthetic_city \
       --seeds 5 --root runs/preset_seeds [--data_dir DIR] [--shared ../shared/data]
+  python benchmarks/preset_seeds.py --config configs/deeplab_sid.py --models sid,regression,joint \
+      --sizes tiny --datasets synthetic_city --seeds 3 --root runs/preset_seeds
 
-For each ``configs/ssegdepnet.py`` preset (``model=``), size and dataset it trains the preset with its
-default number of steps for every seed in ``ROOT/<model>/<size>/<dataset>/seed<N>`` (finished runs are
-reused), evaluates the validation split through ``semdepth_jax.evaluate.Evaluation`` (the one evaluation
-path) next to the two trivial baselines of ``semdepth_jax.quickstart`` (mean training depth, majority
-training class, as ``evaluate.ConstantModel``), and writes ``ROOT/summary.md`` / ``summary.json``: mean ± std,
-min and max per metric and whether every seed beats the baseline. Real datasets missing from the TFDS data
-dir are built from ``--shared`` (replica from ``replica_office0``). Exit status 1 if any seed of any preset
-fails to beat a baseline.
+For each preset (``model=``) of the config file (default ``configs/ssegdepnet.py``), size and dataset it
+trains the preset with its default number of steps for every seed in
+``ROOT/[<config>/]<model>/<size>/<dataset>/seed<N>`` (the config name only for other files than
+``ssegdepnet.py``; finished runs are reused), evaluates the validation split through
+``semdepth_jax.evaluate.Evaluation`` (the one evaluation path) next to the two trivial baselines of
+``semdepth_jax.quickstart`` (mean training depth, majority training class, as ``evaluate.ConstantModel``),
+and writes ``ROOT/summary.md`` / ``summary.json``: mean ± std, min and max per metric and whether every seed
+beats the baseline. Real datasets missing from the TFDS data dir are built from ``--shared`` (replica from
+``replica_office0``). Exit status 1 if any seed of any preset fails to beat a baseline.
 """
 
 from __future__ import annotations
@@ -53,19 +56,25 @@ def _ensure_built(dataset: str, data_dir: str | None, shared: str) -> None:
 
 
 def _metric_keys(model: str) -> tuple[str, ...]:
-  if model == "unet":
+  # Segmentation-only presets: unet (ssegdepnet.py), seg (deeplab_sid.py); joint ones report both.
+  if model in ("unet", "seg"):
     return SEG_METRICS
-  if model == "ssegdepnet":
+  if model in ("ssegdepnet", "joint"):
     return DEPTH_METRICS + SEG_METRICS
   return DEPTH_METRICS
 
 
-def run_one(model, size, dataset, seed, root, data_dir, overrides):
-  """Trains one preset/seed (or reuses a finished run); returns its results dict."""
+def run_one(model, size, dataset, seed, root, data_dir, overrides, config="ssegdepnet.py"):
+  """Trains one preset/seed (or reuses a finished run); returns its results dict.
+
+  ``config``: file name in ``configs/`` (or a path) whose ``get_config`` takes ``model=, size=, dataset=``.
+  """
   from semdepth_jax import quickstart
   from semdepth_jax.train import config_utils, loop
 
-  workdir = os.path.join(root, model, size, dataset.replace("/", "_"), f"seed{seed}")
+  stem = os.path.splitext(os.path.basename(config))[0]
+  parts = [root] + ([] if stem == "ssegdepnet" else [stem])
+  workdir = os.path.join(*parts, model, size, dataset.replace("/", "_"), f"seed{seed}")
   done = os.path.join(workdir, "preset_results.json")
   if os.path.isfile(done):
     with open(done, encoding="utf-8") as f:
@@ -73,7 +82,7 @@ def run_one(model, size, dataset, seed, root, data_dir, overrides):
   config_utils.ensure_configs_importable()
   import configs
 
-  path = os.path.join(os.path.dirname(configs.__file__), "ssegdepnet.py")
+  path = config if os.sep in config else os.path.join(os.path.dirname(configs.__file__), config)
   ov = [f"--config.seed={seed}", "--config.progress_bar=False", "--config.eval.split=", *overrides]
   if data_dir:
     ov.append(f"--config.data_dir={data_dir}")
@@ -96,6 +105,9 @@ def run_one(model, size, dataset, seed, root, data_dir, overrides):
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument(
+    "--config", default="ssegdepnet.py", help="config file (configs/ name or path)"
+  )
   parser.add_argument("--models", default="unet,scrx_rgb,scrx_ohess,cnn3d_s,cnn3d_up,ssegdepnet")
   parser.add_argument("--sizes", default="tiny")
   parser.add_argument("--datasets", default="synthetic_city,replica")
@@ -117,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes.split(","):
       for model in args.models.split(","):
         runs = [
-          run_one(model, size, dataset, s, args.root, args.data_dir, args.override)
+          run_one(model, size, dataset, s, args.root, args.data_dir, args.override, args.config)
           for s in range(args.seeds)
         ]
         for k in _metric_keys(model):

@@ -22,9 +22,10 @@ Depth is never interpolated: nearest neighbour copies stored values, so a resize
 values of the input (no value between an invalid 0 and a valid neighbour can appear).
 
 Augmentation follows Eigen et al. 2014 ("Depth map prediction from a single image using a multi-scale deep
-network", §3.3; model_spec §3.3): random scaling ``s`` with depth divided by ``s``, random crops,
-horizontal flips and a global colour multiplier in ``[0.8, 1.2]^3``; brightness / contrast / saturation
-jitter as commonly added on top.
+network", §3.3; model_spec §3.3): random scaling ``s`` with depth divided by ``s``, in-plane rotation by
+``r`` in ``[-5, 5]`` degrees (``rotate``; nearest neighbour for labels and depth), random crops, horizontal
+flips and a global colour multiplier in ``[0.8, 1.2]^3``; brightness / contrast / saturation jitter as
+commonly added on top.
 
 All random transforms take a ``np.random.Generator``; given the generator's state they are deterministic.
 """
@@ -51,6 +52,7 @@ DEFAULT_JITTER = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "color"
 DEFAULT_AUGMENT: dict[str, Any] = {
   "resize": "cover",
   "scale": None,
+  "rotate": None,
   "flip": False,
   "vflip": False,
   "jitter": False,
@@ -59,7 +61,8 @@ DEFAULT_AUGMENT: dict[str, Any] = {
 """Training preprocessing without augmentation: resize to cover the crop, then a random crop.
 
 Keys (see ``preprocess_train``): ``resize`` (``"cover"``, ``None`` or ``(height, width)``), ``scale``
-(``None`` or ``(s_min, s_max)``), ``flip`` (horizontal, p = 0.5), ``vflip`` (vertical, p = 0.5), ``jitter``
+(``None`` or ``(s_min, s_max)``), ``rotate`` (``None`` / 0 or the maximal in-plane rotation in degrees,
+``r ~ U[-rotate, rotate]``), ``flip`` (horizontal, p = 0.5), ``vflip`` (vertical, p = 0.5), ``jitter``
 (``False``, ``True`` for ``DEFAULT_JITTER``, or a dict of ``photometric_jitter`` keyword arguments), ``crop``
 (``"random"`` or ``"center"``).
 """
@@ -67,12 +70,13 @@ Keys (see ``preprocess_train``): ``resize`` (``"cover"``, ``None`` or ``(height,
 EIGEN_AUGMENT: dict[str, Any] = {
   **DEFAULT_AUGMENT,
   "scale": (1.0, 1.5),
+  "rotate": 5.0,
   "flip": True,
   "jitter": True,
 }
-"""Eigen et al. 2014 §3.3 augmentation (scale s in [1, 1.5] with depth / s, random crop, horizontal flip,
-colour multiplier in [0.8, 1.2]^3, plus brightness/contrast/saturation jitter). In-plane rotation is not
-implemented."""
+"""Eigen et al. 2014 §3.3 augmentation (scale s in [1, 1.5] with depth / s, in-plane rotation in [-5, 5]
+degrees, random crop, horizontal flip, colour multiplier in [0.8, 1.2]^3, plus brightness/contrast/saturation
+jitter)."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -314,6 +318,112 @@ def random_scale(
 
 
 # ----------------------------------------------------------------------------------------------------------
+# in-plane rotation
+
+
+def _rotation_sources(H: int, W: int, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+  """Source coordinates (rows, cols), both float64 (H, W), of each output pixel of ``rotate``.
+
+  Index coordinates (pixel ``i`` centred at ``i``) relative to the image centre ``((H - 1) / 2,
+  (W - 1) / 2)``. The content turns counter-clockwise as displayed (rows grow downwards), so an output pixel
+  at offset ``(x', y')`` (columns, rows) reads the input at ``(c x' - s y', s x' + c y')``.
+  """
+  t = math.radians(float(degrees))
+  c, s = math.cos(t), math.sin(t)
+  yc, xc = (H - 1) / 2.0, (W - 1) / 2.0
+  y = np.arange(H, dtype=np.float64)[:, None] - yc
+  x = np.arange(W, dtype=np.float64)[None, :] - xc
+  return yc + s * x + c * y, xc + c * x - s * y
+
+
+def _sample_nearest(a: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill) -> np.ndarray:
+  """``a[round(rows), round(cols)]`` (half up), ``fill`` where the nearest pixel is outside ``a``."""
+  H, W = a.shape[:2]
+  r = np.floor(rows + 0.5).astype(np.int64)
+  q = np.floor(cols + 0.5).astype(np.int64)
+  inside = (r >= 0) & (r < H) & (q >= 0) & (q < W)
+  out = a[np.clip(r, 0, H - 1), np.clip(q, 0, W - 1)]
+  out[~inside] = fill
+  return out
+
+
+def _sample_bilinear(a: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+  """Bilinear interpolation of (H, W, C) ``a`` at float (rows, cols); taps outside the image count as 0."""
+  H, W = a.shape[:2]
+  x = a.astype(np.float32)
+  r0 = np.floor(rows).astype(np.int64)
+  q0 = np.floor(cols).astype(np.int64)
+  fr = (rows - r0).astype(np.float32)[..., None]
+  fq = (cols - q0).astype(np.float32)[..., None]
+  out = np.zeros(rows.shape + a.shape[2:], np.float32)
+  for dr, wr in ((0, 1.0 - fr), (1, fr)):
+    for dq, wq in ((0, 1.0 - fq), (1, fq)):
+      r, q = r0 + dr, q0 + dq
+      inside = ((r >= 0) & (r < H) & (q >= 0) & (q < W))[..., None]
+      tap = x[np.clip(r, 0, H - 1), np.clip(q, 0, W - 1)]
+      out += np.where(inside, wr * wq * tap, 0.0)
+  return out
+
+
+def rotate(example: Mapping[str, Any], degrees: float) -> Example:
+  """Rotates an example in-plane about the image centre (Eigen et al. 2014 §3.3; model_spec §3.3).
+
+  The content turns by ``degrees`` counter-clockwise as displayed; the size stays (H, W). ``image``:
+  bilinear, pixels whose source lies outside the image are 0 (black; border pixels blend towards it);
+  ``depth``: nearest neighbour, outside = 0 (invalid), values unchanged (a roll of the camera about its
+  optical axis keeps every point's z-depth); ``segmentation``: nearest, outside = ``IGNORE_INDEX``. Nearest
+  rounds half up (``floor(v + 0.5)``). Intrinsics: the principal point turns with the content about the
+  centre, ``fx`` / ``fy`` are kept (exact for square pixels, ``fx == fy``: the result is the image of the
+  rolled camera).
+
+  Args:
+    example: example dict.
+    degrees: rotation angle in degrees (positive = counter-clockwise as displayed).
+
+  Returns:
+    New example dict of the same size; a rotation by 0 returns the entries unchanged.
+  """
+  H, W = _hw(example)
+  out = dict(example)
+  if float(degrees) == 0.0:
+    return out
+  rows, cols = _rotation_sources(H, W, degrees)
+  if "image" in out:
+    img = np.asarray(out["image"])
+    res = _sample_bilinear(img, rows, cols)
+    if img.dtype == np.uint8:
+      res = np.clip(np.rint(res), 0, 255)
+    out["image"] = res.astype(img.dtype)
+  if "depth" in out:
+    out["depth"] = _sample_nearest(np.asarray(out["depth"]), rows, cols, 0)
+  if "segmentation" in out:
+    out["segmentation"] = _sample_nearest(np.asarray(out["segmentation"]), rows, cols, IGNORE_INDEX)
+  t = math.radians(float(degrees))
+  c, s = math.cos(t), math.sin(t)
+  yc, xc = (H - 1) / 2.0, (W - 1) / 2.0
+
+  def turn(fx, fy, cx, cy):
+    dx, dy = cx - xc, cy - yc
+    return fx, fy, xc + c * dx + s * dy, yc - s * dx + c * dy
+
+  _update_intrinsics(out, turn)
+  return out
+
+
+def random_rotate(
+  example: Mapping[str, Any], rng: np.random.Generator, max_degrees: float
+) -> Example:
+  """``rotate`` by ``r = rng.uniform(-max_degrees, max_degrees)`` (one draw from ``rng``).
+
+  Raises:
+    ValueError: ``max_degrees`` < 0.
+  """
+  if not max_degrees >= 0:
+    raise ValueError(f"rotation range must be >= 0 degrees, got {max_degrees}")
+  return rotate(example, float(rng.uniform(-max_degrees, max_degrees)))
+
+
+# ----------------------------------------------------------------------------------------------------------
 # crops and flips
 
 
@@ -527,6 +637,13 @@ def check_augment(augment: Mapping[str, Any] | None) -> dict[str, Any]:
       raise ValueError(
         f"augment['scale'] must be (s_min, s_max) with 0 < s_min <= s_max, got {cfg['scale']}"
       )
+  rot = cfg["rotate"]
+  if rot is not None and (
+    isinstance(rot, bool) or not isinstance(rot, int | float) or not 0 <= rot <= 180
+  ):
+    raise ValueError(
+      f"augment['rotate'] must be None or the maximal rotation in degrees in [0, 180], got {rot!r}"
+    )
   if cfg["crop"] not in ("random", "center"):
     raise ValueError(f"augment['crop'] must be 'random' or 'center', got {cfg['crop']!r}")
   j = cfg["jitter"]
@@ -551,12 +668,13 @@ def preprocess_train(
   image_size: tuple[int, int],
   augment: Mapping[str, Any] | None = None,
 ) -> Example:
-  """Training preprocessing: base resize, random scale, crop, flips, dtype conversion, jitter.
+  """Training preprocessing: base resize, random scale, rotation, crop, flips, dtype conversion, jitter.
 
-  Order: ``resize`` (``"cover"``: ``resize_to_cover(image_size)``; a (h, w) tuple: ``resize``; None: keep)
-  -> ``random_scale`` (depth / s) -> ``random_crop`` / ``center_crop`` to ``image_size`` (padding if
-  smaller) -> ``random_flip`` -> vertical ``random_flip`` -> ``to_float`` -> ``photometric_jitter``. Random
-  draws happen in that order from ``rng``.
+  Order (Eigen et al. 2014's: scale, rotation, translation, flip, colour): ``resize`` (``"cover"``:
+  ``resize_to_cover(image_size)``; a (h, w) tuple: ``resize``; None: keep) -> ``random_scale`` (depth / s)
+  -> ``random_rotate`` -> ``random_crop`` / ``center_crop`` to ``image_size`` (padding if smaller) ->
+  ``random_flip`` -> vertical ``random_flip`` -> ``to_float`` -> ``photometric_jitter``. Random draws
+  happen in that order from ``rng`` (a disabled step draws nothing).
 
   Args:
     example: decoded stored example (image uint8 (H, W, 3), depth float32 (H, W) metres, segmentation
@@ -578,6 +696,8 @@ def preprocess_train(
     ex = resize(ex, tuple(cfg["resize"]))
   if cfg["scale"] is not None and tuple(cfg["scale"]) != (1.0, 1.0):
     ex = random_scale(ex, rng, *cfg["scale"])
+  if cfg["rotate"]:
+    ex = random_rotate(ex, rng, float(cfg["rotate"]))
   ex = random_crop(ex, rng, size) if cfg["crop"] == "random" else center_crop(ex, size)
   if cfg["flip"]:
     ex = random_flip(ex, rng)

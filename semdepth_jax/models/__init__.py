@@ -18,6 +18,8 @@ import dataclasses
 import flax.linen as nn
 
 from semdepth_jax.models.cnn3d import CNN3DS, CNN3DUP
+from semdepth_jax.models.deeplab import DeepLabRegression, DeepLabSID, DeepLabV2
+from semdepth_jax.models.ds_sidenet import DSSIDENet
 from semdepth_jax.models.hybridnet import DeepLabVGG, DepthNet, HybridNetA1, HybridNetA2
 from semdepth_jax.models.scrx import SCRX
 from semdepth_jax.models.ssegdepnet import SSegDepNet
@@ -35,6 +37,12 @@ MODELS: dict[str, type[nn.Module]] = {
   "depthnet": DepthNet,
   "hybridnet_a1": HybridNetA1,
   "hybridnet_a2": HybridNetA2,
+  # Paper 002 (Oluwafemi et al. 2019), model_spec §3: DeepLab-v2 ResNet-101, depth as SID classes.
+  "deeplab_v2": DeepLabV2,
+  "deeplab_sid": DeepLabSID,
+  "deeplab_regression": DeepLabRegression,
+  # Paper 004 (Ren et al.), model_spec §5: low / high depth range by `variant`.
+  "ds_sidenet": DSSIDENet,
 }
 """Registered models: name -> linen Module class."""
 
@@ -80,6 +88,8 @@ def get_model(name: str, **overrides) -> nn.Module:
     TypeError: an override that is not an attribute of the model (the message lists the valid ones).
   """
   cls = _lookup(name)
+  if hasattr(cls, "upgrade_kwargs"):  # attributes renamed since earlier workdirs' configs
+    overrides = cls.upgrade_kwargs(overrides)
   valid = model_attributes(name)
   unknown = sorted(set(overrides) - set(valid))
   if unknown:

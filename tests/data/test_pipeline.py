@@ -412,7 +412,9 @@ def test_synthetic_city_tiny_through_pipeline(tmp_path):
   for b in take(it, 2):
     assert b["image"].shape == (4, 40, 64, 3)
     seg, depth = b["segmentation"], b["depth"]
-    assert (seg != 255).all()  # cover resize + scale >= 1: the crop never needs padding
+    # Cover resize + scale >= 1: the crop never needs padding; only the corners that the +-5 degree
+    # rotation brings in from outside the image are ignored (under 10 % of a 40 x 64 crop).
+    assert (seg != 255).mean() > 0.8
     # Labels and depth stay aligned through scale / crop / flip: sky pixels never get a depth.
     assert (depth[seg == sky] == 0).all()
     assert (depth[depth > 0] <= 80.0).all()

@@ -1,5 +1,7 @@
 """Tests of semdepth_jax.data.transforms against hand-computed and independent (PIL) references."""
 
+import math
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -423,8 +425,12 @@ def test_preprocess_train_deterministic_and_eigen():
 
 
 def test_check_augment_errors():
-  with pytest.raises(ValueError, match="unknown augment key 'rotate'"):
-    tr.check_augment({"rotate": 5})
+  with pytest.raises(ValueError, match="unknown augment key 'shear'"):
+    tr.check_augment({"shear": 5})
+  for bad in (-1.0, 200, "5", True):
+    with pytest.raises(ValueError, match=r"augment\['rotate'\]"):
+      tr.check_augment({"rotate": bad})
+  assert tr.check_augment({"rotate": 5})["rotate"] == 5
   with pytest.raises(ValueError, match="scale"):
     tr.check_augment({"scale": (1.5, 1.0)})
   with pytest.raises(ValueError, match="crop"):
@@ -456,3 +462,109 @@ def test_preprocess_eval_native_and_bad_mode():
   assert out["image"].shape == (H, W, 3)
   with pytest.raises(ValueError, match="eval mode"):
     tr.preprocess_eval(coord_example(), image_size=(4, 4), mode="tile")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# in-plane rotation (Eigen et al. 2014)
+
+
+def test_rotate_quarter_and_half_turns_are_exact_permutations():
+  ex = coord_example(h=5, w=5, intrinsics=(100.0, 100.0, 1.0, 3.0))
+  ccw = tr.rotate(ex, 90.0)  # counter-clockwise as displayed = np.rot90
+  for key in ("image", "depth", "segmentation"):
+    np.testing.assert_array_equal(ccw[key], np.rot90(ex[key], 1))
+  # Pixel (row 3, col 1) moves to (row 5 - 1 - 1, col 3): cx' = cy = 3, cy' = W - 1 - cx = 3.
+  np.testing.assert_allclose(ccw["intrinsics"], [100.0, 100.0, 3.0, 3.0], atol=1e-5)
+  cw = tr.rotate(ex, -90.0)
+  for key in ("image", "depth", "segmentation"):
+    np.testing.assert_array_equal(cw[key], np.rot90(ex[key], -1))
+  wide = coord_example(h=3, w=6)
+  half = tr.rotate(wide, 180.0)
+  for key in ("image", "depth", "segmentation"):
+    np.testing.assert_array_equal(half[key], np.asarray(wide[key])[::-1, ::-1])
+
+
+def test_rotate_nearest_hand_computed():
+  # 3x3, 30 degrees: output offset (x', y') reads (x, y) = (c x' - s y', s x' + c y') about (1, 1),
+  # c = 0.866, s = 0.5. Corners: (-1, -1) -> col 0.634, row -0.366 -> (0, 1); (1, -1) -> col 2.366,
+  # row 0.634 -> (1, 2); (-1, 1) -> col -0.366, row 1.366 -> (1, 0); (1, 1) -> col 1.366, row 2.366 -> (2, 1).
+  depth = np.arange(1.0, 10.0, dtype=np.float32).reshape(3, 3)
+  got = tr.rotate({"depth": depth}, 30.0)["depth"]
+  assert got.dtype == np.float32
+  assert (got[0, 0], got[0, 2], got[2, 0], got[2, 2], got[1, 1]) == (2.0, 6.0, 4.0, 8.0, 5.0)
+  # 5x5 at 45 degrees: corner (-2, -2) reads row 2 - 2 * 1.414 = -0.83 -> outside: invalid / ignored.
+  ex = coord_example(h=5, w=5)
+  out = tr.rotate(ex, 45.0)
+  for r, c in ((0, 0), (0, 4), (4, 0), (4, 4)):
+    assert out["depth"][r, c] == 0.0 and out["segmentation"][r, c, 0] == 255
+  assert_aligned({k: out[k] for k in ("depth", "segmentation")} | {"image": _seg_image(out)})
+
+
+def _seg_image(ex):
+  """An image consistent with ``coord_example``'s labels (to reuse ``assert_aligned`` on nearest data)."""
+  seg = np.asarray(ex["segmentation"])[..., 0].astype(np.int64)
+  r, c = np.divmod(seg, 16)
+  img = np.stack([16 * r, 16 * c, np.full_like(r, 7)], axis=-1)
+  img[seg == 255] = 0
+  return img.astype(np.uint8)
+
+
+def test_rotate_bilinear_hand_computed():
+  # 2x2 at 45 degrees, centre (0.5, 0.5): output (0, 0) reads col 0.5, row 0.5 - 0.7071 = -0.2071, i.e.
+  # 0.7929 * (0.5 * 10 + 0.5 * 20) from row 0 plus 0.2071 * 0 from the (black) row above the image.
+  img = np.asarray([[10.0, 20.0], [30.0, 40.0]], np.float32)[..., None]
+  got = tr.rotate({"image": img}, 45.0)["image"]
+  assert got.dtype == np.float32
+  np.testing.assert_allclose(got[0, 0, 0], (1 - (math.sqrt(2) / 2 - 0.5)) * 15.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("degrees", [3.7, -4.9, 30.0])
+def test_rotate_matches_pil(degrees):
+  # PIL rotates about the same centre (w / 2, h / 2 in continuous coordinates), counter-clockwise.
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 250, (37, 53)).astype(np.uint8)
+  ours = tr.rotate({"segmentation": labels}, degrees)["segmentation"]
+  pil = Image.fromarray(labels).rotate(degrees, resample=Image.Resampling.NEAREST, fillcolor=255)
+  np.testing.assert_array_equal(ours, np.asarray(pil))
+  img = rng.integers(0, 256, (37, 53, 3)).astype(np.uint8)
+  ours = tr.rotate({"image": img}, degrees)["image"].astype(np.int64)
+  pil = np.asarray(Image.fromarray(img).rotate(degrees, resample=Image.Resampling.BILINEAR))
+  # Where all four bilinear taps are inside the image PIL and we agree up to its fixed-point rounding.
+  t = math.radians(degrees)
+  yy, xx = np.meshgrid(np.arange(37) - 18.0, np.arange(53) - 26.0, indexing="ij")
+  rows = 18.0 + math.sin(t) * xx + math.cos(t) * yy
+  cols = 26.0 + math.cos(t) * xx - math.sin(t) * yy
+  inside = (rows >= 0) & (rows <= 36) & (cols >= 0) & (cols <= 52)
+  assert inside.mean() > 0.5
+  assert np.abs(ours - pil.astype(np.int64))[inside].max() <= 1
+
+
+def test_rotate_keeps_depth_values_and_alignment():
+  ex = coord_example(zero_depth_at=((3, 4), (6, 7)))
+  out = tr.rotate(ex, 4.0)
+  assert_aligned({k: out[k] for k in ("depth", "segmentation")} | {"image": _seg_image(out)})
+  valid = out["depth"] > 0
+  assert set(out["depth"][valid].tolist()) <= set(np.asarray(ex["depth"]).ravel().tolist())
+  assert tr.rotate(ex, 0.0)["depth"] is ex["depth"]
+  # Unknown intrinsics stay zero.
+  np.testing.assert_array_equal(
+    tr.rotate({**ex, "intrinsics": np.zeros(4, np.float32)}, 3.0)["intrinsics"], 0.0
+  )
+
+
+def test_random_rotate_one_draw_and_preprocess_order():
+  ex = coord_example()
+  got = tr.random_rotate(ex, np.random.default_rng(3), 5.0)
+  angle = np.random.default_rng(3).uniform(-5.0, 5.0)
+  np.testing.assert_array_equal(got["segmentation"], tr.rotate(ex, angle)["segmentation"])
+  with pytest.raises(ValueError, match="rotation range"):
+    tr.random_rotate(ex, np.random.default_rng(0), -1.0)
+  # In preprocess_train the rotation draw comes after the scale draw and before the crop draws.
+  aug = {"scale": (1.2, 1.4), "rotate": 5.0, "resize": None}
+  out = tr.preprocess_train(ex, np.random.default_rng(9), image_size=(10, 12), augment=aug)
+  rng = np.random.default_rng(9)
+  ref = tr.random_crop(
+    tr.random_rotate(tr.random_scale(ex, rng, 1.2, 1.4), rng, 5.0), rng, (10, 12)
+  )
+  np.testing.assert_array_equal(out["segmentation"], ref["segmentation"][..., 0].astype(np.int32))
+  np.testing.assert_array_equal(out["depth"], ref["depth"])
