@@ -3,7 +3,8 @@ r"""``semdepth evaluate``: compiled, sharded evaluation of a training workdir on
 ::
 
   semdepth evaluate --workdir runs/x [--config configs/ssegdepnet.py:...] [--step N] [--split S] \
-      [--protocol P] [--tta flip] [--tile] [--batch_size B] [--image_size H,W] [--data_dir D]
+      [--protocol P] [--tta flip] [--tile [--tile_size H,W] [--tile_combine max]] [--batch_size B] \
+      [--image_size H,W] [--data_dir D]
 
 What runs: the checkpoint's base model (``semdepth_jax.predict.load_trained``) wrapped in
 ``predict.InferenceModel`` (model input = the training size; ``--tile`` = sliding windows of the training
@@ -312,6 +313,9 @@ class EvalSettings:
     dataset: TFDS name (None = the training config's dataset).
     protocol: standard-kind depth protocol name (None = the dataset's default, ``metrics.dataset_protocol``).
     mode: ``'resize'`` (the image resized to the model input) or ``'tile'`` (tiles at training scale).
+    tile_size: (h, w) tile in image pixels for ``mode='tile'`` (None = the training scale,
+      ``predict.training_tile_size``; paper 001 tiles Cityscapes into 321 x 321).
+    tile_combine: overlapping class scores in ``mode='tile'``: ``'mean'`` or ``'max'`` (paper 001).
     tta: ``None`` or ``'flip'`` (horizontal-flip averaging).
     image_size: (H, W) to resize images and ground truth to first; None = the stored size (default: metrics
       at the ground-truth resolution, as the field reports them).
@@ -327,10 +331,17 @@ class EvalSettings:
   image_size: tuple[int, int] | None = None
   batch_size: int | None = None
   max_batches: int = 0
+  tile_size: tuple[int, int] | None = None
+  tile_combine: str = "mean"
 
   def folder(self, protocol_name: str) -> str:
     """Relative output folder, unique per setting: ``<split>/<protocol>/<mode>[+flip][@HxW][_first<N>]``."""
-    variant = self.mode + ("+flip" if self.tta == "flip" else "")
+    variant = self.mode
+    if self.mode == "tile" and self.tile_size is not None:
+      variant += f"{int(self.tile_size[0])}x{int(self.tile_size[1])}"
+    if self.mode == "tile" and self.tile_combine != "mean":
+      variant += f"-{self.tile_combine}"
+    variant += "+flip" if self.tta == "flip" else ""
     if self.image_size is not None:
       variant += f"@{int(self.image_size[0])}x{int(self.image_size[1])}"
     if self.max_batches:
@@ -408,6 +419,8 @@ class Evaluation:
       mode=settings.mode,
       tta=settings.tta,
       train_resize=config.augment.get("resize", "cover"),
+      tile_size=None if settings.tile_size is None else tuple(settings.tile_size),
+      tile_combine=settings.tile_combine,
     )
     self.num_classes = loop.resolved_num_classes(config)
     class_names = (
@@ -480,6 +493,8 @@ class Evaluation:
         else list(self.settings.image_size),
         "batch_size": self.batch_size,
         "max_batches": int(self.settings.max_batches),
+        "tile_size": None if self.inference.tile_size is None else list(self.inference.tile_size),
+        "tile_combine": self.inference.tile_combine,
       },
       "warnings": list(self.warnings),
       **results,
@@ -537,6 +552,8 @@ def evaluate_workdir(
   image_size: tuple[int, int] | None = None,
   data_dir: str | None = None,
   max_batches: int = 0,
+  tile_size: tuple[int, int] | None = None,
+  tile_combine: str = "mean",
   out_dir: str | os.PathLike | None = None,
   write: bool = True,
 ) -> dict[str, Any]:
@@ -555,6 +572,9 @@ def evaluate_workdir(
     image_size: (H, W) to resize images and ground truth to before evaluating (default: stored size).
     data_dir: TFDS data dir (default ``config.data_dir`` or TFDS's).
     max_batches: stop after this many batches (0 = the whole split).
+    tile_size: (h, w) tiles in image pixels with ``tile`` (default: the training scale); paper 001's
+      Cityscapes protocol uses (321, 321) with ``tile_combine='max'`` (model_spec §2.6).
+    tile_combine: overlapping class scores with ``tile``: ``'mean'`` or ``'max'``.
     out_dir: where to write ``metrics.json`` / ``metrics.md`` (default
       ``workdir/eval/<EvalSettings.folder>``, one folder per split, protocol, mode, TTA and size).
     write: write the files (False: only return the report).
@@ -591,6 +611,8 @@ def evaluate_workdir(
     image_size=None if image_size is None else tuple(image_size),
     batch_size=batch_size,
     max_batches=int(max_batches),
+    tile_size=None if tile_size is None else tuple(tile_size),
+    tile_combine=tile_combine,
   )
   evaluation = Evaluation(trained.model, cfg, settings, mesh=mesh, data_dir=data_dir)
   results = evaluation.run(trained.variables)
@@ -733,6 +755,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   p.add_argument("--protocol", default=None, help="depth protocol (default: the dataset's)")
   p.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation")
   p.add_argument("--tile", action="store_true", help="sliding-window tiles of the training size")
+  p.add_argument(
+    "--tile_size", type=_parse_size, default=None, help="with --tile: tiles of H,W image pixels"
+  )
+  p.add_argument(
+    "--tile_combine",
+    choices=("mean", "max"),
+    default="mean",
+    help="with --tile: overlapping class scores averaged (default) or their maximum (paper 001)",
+  )
   p.add_argument("--batch_size", type=int, default=None, help="global batch (default: config's)")
   p.add_argument(
     "--image_size", type=_parse_size, default=None, help="resize images and GT to H,W first"
@@ -761,6 +792,8 @@ def run(args: argparse.Namespace) -> int:
       image_size=args.image_size,
       data_dir=args.data_dir,
       max_batches=args.max_batches,
+      tile_size=args.tile_size,
+      tile_combine=args.tile_combine,
       out_dir=args.out,
     )
   except (FileNotFoundError, KeyError, ValueError) as e:

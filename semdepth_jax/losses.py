@@ -290,6 +290,85 @@ def mvn_euclidean_loss(
   )
 
 
+def depth_gradient_maps(depth: Any, valid: Any = None) -> tuple[Array, Array]:
+  """Magnitudes of the depth gradient along x and y by forward differences, with their validity.
+
+  ``g[..., 0] = |d[i, j + 1] - d[i, j]|``, ``g[..., 1] = |d[i + 1, j] - d[i, j]|``; a difference is valid when
+  both of its pixels are (the last column / row has no x / y difference). The target of DepthNet's gradient
+  network (paper 001 §3: "the magnitude of depth gradient on x and y direction computed from the depth
+  map"; model_spec §2.2), in the units of ``depth`` per pixel.
+
+  Args:
+    depth: ``(B, H, W)`` or ``(B, H, W, 1)`` float.
+    valid: optional bool ``(B, H, W)`` (``None``: every finite pixel).
+
+  Returns:
+    ``(grads, grads_valid)``: float32 ``(B, H, W, 2)`` (0 where invalid) and bool ``(B, H, W, 2)``.
+  """
+  d = _depth_map(depth, "depth")
+  v = _pixel_mask(valid, d.shape, "valid") & jnp.isfinite(d)
+  d = jnp.where(v, d, 0.0)
+  gx = jnp.abs(d[:, :, 1:] - d[:, :, :-1])
+  gy = jnp.abs(d[:, 1:, :] - d[:, :-1, :])
+  vx = v[:, :, 1:] & v[:, :, :-1]
+  vy = v[:, 1:, :] & v[:, :-1, :]
+  gx = jnp.pad(jnp.where(vx, gx, 0.0), ((0, 0), (0, 0), (0, 1)))
+  gy = jnp.pad(jnp.where(vy, gy, 0.0), ((0, 0), (0, 1), (0, 0)))
+  vx = jnp.pad(vx, ((0, 0), (0, 0), (0, 1)))
+  vy = jnp.pad(vy, ((0, 0), (0, 1), (0, 0)))
+  return jnp.stack([gx, gy], axis=-1), jnp.stack([vx, vy], axis=-1)
+
+
+GRADIENT_REDUCTIONS = ("euclidean", "l1")
+
+
+def gradient_loss(
+  pred: Any,
+  target: Any,
+  mask: Any = None,
+  *,
+  reduction: str = "euclidean",
+  example_mask: Any = None,
+) -> Array:
+  """DepthNet's gradient-network loss: predicted (B, H, W, 2) maps vs :func:`depth_gradient_maps` of ``target``.
+
+  Source: paper 001 §3 / model_spec §2.2 (the gradient net is trained on the gradient magnitudes of the
+  ground truth; the loss is not stated, Caffe's EuclideanLoss is the default like the paper's other depth
+  terms).
+
+  Args:
+    pred: float ``(B, H, W, 2)`` (``|dD/dx|``, ``|dD/dy|``).
+    target: ``(B, H, W)`` depth in the same units (already resized to the prediction's grid).
+    mask: optional bool ``(B, H, W)`` of valid depth pixels.
+    reduction: ``'euclidean'`` (``1/(2B) sum (p - g)^2`` over valid differences, :func:`euclidean_loss`'s
+      scaling) or ``'l1'`` (mean ``|p - g|`` over valid differences).
+    example_mask: optional bool ``(B,)``; ``B`` of the Euclidean reduction = its True count.
+
+  Returns:
+    float32 scalar (0 when nothing is valid).
+
+  Raises:
+    ValueError: ``pred`` not (B, H, W, 2) matching ``target``, or an unknown ``reduction``.
+  """
+  if reduction not in GRADIENT_REDUCTIONS:
+    raise ValueError(
+      f"losses.py: gradient_loss reduction must be one of {GRADIENT_REDUCTIONS}, got {reduction!r}"
+    )
+  pred = _f32(pred)
+  target = _depth_map(target, "target")
+  if pred.ndim != 4 or pred.shape[-1] != 2 or pred.shape[:3] != target.shape:
+    raise ValueError(
+      f"losses.py: gradient_loss pred must be (B, H, W, 2) matching target {tuple(target.shape)}, got "
+      f"{tuple(pred.shape)}"
+    )
+  g, gv = depth_gradient_maps(target, mask)
+  err = pred - g
+  if reduction == "l1":
+    return _masked_mean(jnp.abs(err), gv)
+  n = _num_examples(example_mask, pred.shape[0])
+  return _safe_div(_masked_sum(jnp.square(err), gv), 2.0 * n)
+
+
 def berhu_loss(
   pred: Any,
   target: Any,
@@ -1172,6 +1251,9 @@ LOSS_REGISTRY: dict[str, LossTerm] = {
   "mvn_euclidean": LossTerm(
     mvn_euclidean_loss, "depth", "depth", "001 L_Dmvn, Caffe MVN eps 1e-9 (§7.3)"
   ),
+  "gradient": LossTerm(
+    gradient_loss, "depth", "aux/gradients", "001 DepthNet gradient net |dD/dx|, |dD/dy| (§2.2)"
+  ),
   "berhu": LossTerm(berhu_loss, "depth", "depth", "003 code c = 0.2 max|e| / Eq. 2 (§7.4)"),
   "scale_invariant": LossTerm(
     scale_invariant_loss, "depth", "depth", "Eigen et al. 2014 Eq. 4, lambda 0.5"
@@ -1330,8 +1412,9 @@ def build_loss(
   * ``weight`` (float, default 1.0): the term's weight in the total.
   * ``output`` (str): model output to read, ``'a/b'`` for ``outputs['a']['b']``; default per type —
     ``'depth'`` (depth terms), ``'seg_logits'`` (segmentation), ``'depth_logits'`` (``sid_ce``,
-    ``soft_cls``), ``'aux/contour_logits'`` (``contour_ce``), ``'aux/sobel_logits'`` (``sobel_ce``).
-  * depth terms (``l1``, ``l2_mean``, ``l2_sum``, ``euclidean``, ``mvn_euclidean``, ``berhu``,
+    ``soft_cls``), ``'aux/contour_logits'`` (``contour_ce``), ``'aux/sobel_logits'`` (``sobel_ce``),
+    ``'aux/gradients'`` (``gradient``).
+  * depth terms (``l1``, ``l2_mean``, ``l2_sum``, ``euclidean``, ``mvn_euclidean``, ``gradient``, ``berhu``,
     ``scale_invariant``): ``target`` in :data:`DEPTH_TARGETS` (default ``'metres'``), ``depth_norm``
     (metres, for the normalised targets), ``mask_invalid`` (default True: use only ``y > min_depth`` and
     ``y < max_depth``; False: every finite pixel, as paper 000's code), ``min_depth``, ``max_depth``

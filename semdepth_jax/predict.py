@@ -324,6 +324,8 @@ class InferenceModel:
     the training pipeline showed the scene to the model (:func:`training_tile_size`), so objects appear at
     the scale the model learnt; tiles of ``input_size`` pixels would magnify them.
   * ``tta='flip'``: horizontal-flip averaging (``tiling.flip_tta``), per tile in tile mode.
+  * ``tile_combine``: how overlapping tiles' class scores combine, ``'mean'`` or ``'max'`` (paper 001's
+    "label with the higher normalised score", ``tiling.tiled_predict``); depth is always averaged.
 
   ``apply(variables, image, labels=None, train=False, ...)`` returns the same as a model output dict
   (``depth`` (B, H, W, 1) metres, ``seg_logits`` = log of the probabilities, so argmax is unchanged) and
@@ -337,6 +339,7 @@ class InferenceModel:
     tile_size: (height, width) of a tile in image pixels (``mode='tile'``); default: from
       ``train_resize`` (:func:`training_tile_size`).
     train_resize: the training pipeline's ``augment.resize`` (``'cover'``, ``(h, w)`` or ``None``).
+    tile_combine: ``'mean'`` or ``'max'`` for overlapping class scores (``mode='tile'``).
     pass_labels: pass ground-truth labels (resized nearest to the model input) to models whose call takes
       ``labels`` (default: detected from the signature, as in training).
 
@@ -356,6 +359,7 @@ class InferenceModel:
     tta: str | None = None,
     tile_size: tuple[int, int] | None = None,
     train_resize: Any = None,
+    tile_combine: str = "mean",
     pass_labels: bool | None = None,
   ):
     from semdepth_jax.models import contract
@@ -366,7 +370,12 @@ class InferenceModel:
     tta = None if tta in (None, "none") else tta
     if tta not in (None, "flip"):
       raise ValueError(f"InferenceModel: tta must be one of {TTA_MODES}, got {tta!r}")
+    if tile_combine not in tiling.PROBS_COMBINES:
+      raise ValueError(
+        f"InferenceModel: tile_combine must be one of {tiling.PROBS_COMBINES}, got {tile_combine!r}"
+      )
     contract.check_model(model, f"InferenceModel({type(model).__name__})")
+    self.tile_combine = tile_combine
     self.model = model
     self.input_size = (int(input_size[0]), int(input_size[1]))
     self.tile_size = None if tile_size is None else (int(tile_size[0]), int(tile_size[1]))
@@ -418,7 +427,7 @@ class InferenceModel:
       size = self.tile_size or training_tile_size(
         self.input_size, tuple(image.shape[1:3]), self.train_resize
       )
-      return tiling.tiled_predict(fn, image, size, labels)
+      return tiling.tiled_predict(fn, image, size, labels, probs_combine=self.tile_combine)
     return dict(fn(image, labels))
 
   def __call__(

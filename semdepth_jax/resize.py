@@ -5,6 +5,9 @@
   No value is ever interpolated, so labels stay labels and invalid (zero) depth never mixes with valid depth.
 * :func:`bilinear` — predictions (depth in metres, class probabilities): half-pixel centres, no
   antialiasing, i.e. cv2 ``INTER_LINEAR`` / PyTorch ``align_corners=False`` (docs/model_spec.md §13).
+* :func:`bilinear_align_corners` — Caffe's ``Interp`` layer (DeepLab, DepthNet; paper 001): bilinear
+  with the first and last pixels of input and output aligned (PyTorch ``align_corners=True``), used only
+  where a paper's network upsamples this way inside the model (model_spec §2.2).
 * :func:`image` — RGB images shrunk to a model's input: bilinear with antialiasing (a triangle filter
   widened by the scale factor), so small structures are averaged rather than aliased.
 
@@ -14,6 +17,7 @@ training transforms (``semdepth_jax.data.transforms``) use :func:`nearest_indice
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,3 +81,54 @@ def image(x: Any, size: Sequence[int]) -> jax.Array:
   return jax.image.resize(
     x.astype(jnp.float32), (x.shape[0], h, w, x.shape[-1]), "linear", antialias=True
   )
+
+
+def align_corners_matrix(n_in: int, n_out: int) -> np.ndarray:
+  """float32 (n_out, n_in) matrix of 1-D linear interpolation with aligned corners.
+
+  Output ``i`` samples input position ``i * (n_in - 1) / (n_out - 1)`` (0 when ``n_out == 1``), the rule of
+  Caffe's ``Interp`` layer (DeepLab; model_spec §2.1, §2.2, §13) and of PyTorch ``align_corners=True``:
+  the first and last samples of input and output coincide.
+
+  Raises:
+    ValueError: a non-positive size.
+  """
+  if n_in < 1 or n_out < 1:
+    raise ValueError(f"resize.align_corners_matrix: sizes must be >= 1, got {n_in} -> {n_out}")
+  m = np.zeros((n_out, n_in), np.float64)
+  scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+  for i in range(n_out):
+    src = i * scale
+    lo = min(int(math.floor(src)), n_in - 1)
+    hi = min(lo + 1, n_in - 1)
+    frac = src - lo
+    m[i, lo] += 1.0 - frac
+    m[i, hi] += frac
+  return m.astype(np.float32)
+
+
+def bilinear_align_corners(x: Any, size: Sequence[int]) -> jax.Array:
+  """Bilinear resize of (B, H, W, C) to (B, *size, C) with aligned corners (Caffe ``Interp``).
+
+  Caffe's ``Interp`` layer with ``zoom_factor: z`` gives ``H + (H - 1)(z - 1)`` rows (41 -> 81 for z = 2,
+  model_spec §2.2); with a target size it resizes to that size by the same rule. Both are this function
+  with the right ``size``. Computed as two interpolation matrices (:func:`align_corners_matrix`), so it is
+  exact, differentiable and works for up- and downsampling (no antialiasing, like Caffe).
+
+  Args:
+    x: (B, H, W, C).
+    size: (out_h, out_w).
+
+  Returns:
+    (B, out_h, out_w, C) in ``x``'s dtype (float).
+
+  Raises:
+    ValueError: a non-positive output size.
+  """
+  x = jnp.asarray(x)
+  out_h, out_w = _size(size)
+  if tuple(x.shape[1:3]) == (out_h, out_w):
+    return x
+  mh = jnp.asarray(align_corners_matrix(x.shape[1], out_h), x.dtype)
+  mw = jnp.asarray(align_corners_matrix(x.shape[2], out_w), x.dtype)
+  return jnp.einsum("bhwc,ih,jw->bijc", x, mh, mw, precision=jax.lax.Precision.HIGHEST)

@@ -9,7 +9,10 @@ pixel-wise, so both wrappers combine predictions by their arithmetic mean:
 * :func:`tiled_predict` covers a large image with tiles of the model's input size, evenly spaced with the
   fewest tiles that cover it (model_spec §2.6, paper 001's Cityscapes protocol: ``ceil(H / th)`` rows
   starting at ``round(linspace(0, H - th, n))``, likewise for columns); overlapping depth is averaged and
-  overlapping scores are averaged, so the label is the one with the higher mean normalised score.
+  overlapping scores are averaged, so the label is the one with the higher mean normalised score, or
+  (``probs_combine='max'``) combined by their maximum, so the label is the one with the highest
+  normalised score of any tile (paper 001's literal rule: "compare the normalized score maps and take the
+  label with higher score").
 * :func:`flip_tta` averages the prediction of the image and the flipped-back prediction of its horizontal
   mirror image (depth in metres, scores as probabilities).
 
@@ -96,17 +99,26 @@ def _pad_to(x: jax.Array, height: int, width: int, value=None) -> jax.Array:
   return jnp.pad(x, pad, mode="constant", constant_values=value)
 
 
+PROBS_COMBINES = ("mean", "max")
+"""How :func:`tiled_predict` combines overlapping class scores (``probs``)."""
+
+
 def tiled_predict(
   fn: DenseFn,
   image: jax.Array,
   tile_size: tuple[int, int],
   labels: jax.Array | None = None,
+  *,
+  probs_combine: str = "mean",
 ) -> Predictions:
-  """Runs ``fn`` on overlapping tiles of ``image`` and stitches the results by averaging.
+  """Runs ``fn`` on overlapping tiles of ``image`` and stitches the results.
 
   Tiles of ``tile_size`` are placed by :func:`tile_grid`; each output pixel is the mean of the predictions
-  of all tiles covering it (``coverage_counts``). An image smaller than a tile in some dimension is padded
-  at the bottom/right with its edge pixels (labels with ``IGNORE_INDEX``) and the result cropped back.
+  of all tiles covering it (``coverage_counts``), except ``probs`` with ``probs_combine='max'``: the
+  per-class maximum over the covering tiles (then the argmax is the label with the highest normalised
+  score of any tile, paper 001 §5.1; the values no longer sum to 1). An image smaller than a tile in some
+  dimension is padded at the bottom/right with its edge pixels (labels with ``IGNORE_INDEX``) and the
+  result cropped back.
 
   Args:
     fn: dense prediction function (see ``DenseFn``); called with (B, th, tw, 3) tiles and must return
@@ -114,13 +126,19 @@ def tiled_predict(
     image: float32 (B, H, W, 3) in [0, 1].
     tile_size: (th, tw), the model's input size.
     labels: optional int32 (B, H, W) labels, tiled alongside the image and passed to ``fn``.
+    probs_combine: ``'mean'`` or ``'max'`` (:data:`PROBS_COMBINES`) for the ``probs`` key.
 
   Returns:
     Dict with the keys of ``fn``'s output, each (B, H, W, ...) float32.
 
   Raises:
-    ValueError: ``fn`` returns a map whose size is not the tile size.
+    ValueError: ``fn`` returns a map whose size is not the tile size, or an unknown ``probs_combine``.
   """
+  if probs_combine not in PROBS_COMBINES:
+    raise ValueError(
+      f"tiled_predict: probs_combine must be one of {PROBS_COMBINES}, got {probs_combine!r}"
+    )
+  use_max = {"probs"} if probs_combine == "max" else set()
   B, H, W = image.shape[:3]
   th, tw = (int(v) for v in tile_size)
   hp, wp = max(H, th), max(W, tw)
@@ -150,7 +168,10 @@ def tiled_predict(
     for k, v in out.items():
       start = (0, rc[0], rc[1]) + (0,) * (v.ndim - 3)
       cur = jax.lax.dynamic_slice(acc[k], start, v.shape)
-      new[k] = jax.lax.dynamic_update_slice(acc[k], cur + v.astype(jnp.float32), start)
+      v = v.astype(jnp.float32)
+      # Scores are >= 0, so the zero initialisation is neutral for the maximum.
+      upd = jnp.maximum(cur, v) if k in use_max else cur + v
+      new[k] = jax.lax.dynamic_update_slice(acc[k], upd, start)
     return new, None
 
   sums, _ = jax.lax.scan(body, init, jnp.asarray(starts))
@@ -158,7 +179,7 @@ def tiled_predict(
   out = {}
   for k, s in sums.items():
     c = counts.reshape((1, hp, wp) + (1,) * (s.ndim - 3))
-    out[k] = (s / c)[:, :H, :W]
+    out[k] = (s if k in use_max else s / c)[:, :H, :W]
   return out
 
 

@@ -222,6 +222,21 @@ def test_tile_and_tta_options_run(trained_workdir, tfds_dir):
   assert report["settings"]["mode"] == "tile" and report["settings"]["tta"] == "flip"
   for k in ("abs_rel", "rmse", "delta1"):
     assert report["depth"][k] == pytest.approx(ref[k], rel=1e-4), k
+  # Explicit tiles of the stored size combined by their maximum (paper 001's rule): one tile, same numbers.
+  size = tuple(int(v) for v in ex["image"].shape[1:3])
+  report = evaluate.evaluate_workdir(
+    trained_workdir,
+    split="validation",
+    tile=True,
+    tile_size=size,
+    tile_combine="max",
+    data_dir=str(tfds_dir),
+    write=False,
+  )
+  assert report["settings"]["tile_size"] == list(size)
+  assert report["settings"]["tile_combine"] == "max"
+  for k in ("abs_rel", "rmse", "delta1"):
+    assert report["depth"][k] == pytest.approx(ref[k], rel=1e-4), k
 
 
 # ----------------------------------------------------------------------------------------------------------

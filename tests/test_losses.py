@@ -703,3 +703,20 @@ def test_config_dict_spec():
   target = np.array([[[1.0, 2.0, 3.0, 10.0, 0.0]]], np.float32)
   total, _ = fn({"depth": pred}, {"depth": target})
   close(total, 0.5 * (0 + 1 + 2 + 85 / 4) / 4)
+
+
+def test_gradient_loss_by_hand():
+  """Paper 001 DepthNet gradient net (model_spec §2.2): |forward differences| of the GT, valid pairs only."""
+  fn = losses.build_loss({"g": {"type": "gradient", "reduction": "l1"}})
+  depth = np.array([[[1.0, 2.0, 4.0], [1.0, 5.0, 0.0]]], np.float32)  # (1, 2, 3), one invalid pixel
+  pred = np.zeros((1, 2, 3, 2), np.float32)
+  total, _ = fn({"aux": {"gradients": pred}}, {"depth": depth})
+  # Valid differences: x: |2-1|, |4-2|, |5-1| (the 5 -> 0 pair is invalid); y: |1-1|, |5-2|.
+  np.testing.assert_allclose(float(total), np.mean([1.0, 2.0, 4.0, 0.0, 3.0]), rtol=1e-6)
+  # Euclidean (Caffe scaling 1 / (2B)) against a prediction of 1 everywhere, B = 1.
+  fn = losses.build_loss({"g": {"type": "gradient"}})
+  total, _ = fn({"aux": {"gradients": np.ones_like(pred)}}, {"depth": depth})
+  expected = sum((1.0 - g) ** 2 for g in (1.0, 2.0, 4.0, 0.0, 3.0)) / 2.0
+  np.testing.assert_allclose(float(total), expected, rtol=1e-6)
+  with pytest.raises(ValueError, match="pred must be \\(B, H, W, 2\\)"):
+    losses.gradient_loss(np.zeros((1, 2, 3, 1), np.float32), depth)

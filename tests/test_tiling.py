@@ -61,6 +61,45 @@ def test_overlap_averaging_by_hand():
   assert out["probs"].shape == (1, 1, 5, 2)
 
 
+def test_overlap_scores_by_maximum_paper_001():
+  """probs_combine='max': the label of the tile with the higher normalised score wins (paper 001 §5.1)."""
+  row = np.asarray([0.1, 0.2, 0.3, 0.6, 0.8], np.float32)
+  image = np.zeros((1, 1, 5, 3), np.float32)
+  image[0, 0, :, 0] = row
+  out = tiling.tiled_predict(_tile_mean_fn, jnp.asarray(image), (1, 3), probs_combine="max")
+  m1, m2 = 0.2, (0.3 + 0.6 + 0.8) / 3  # tile means; probs = (m, 1 - m)
+  probs = np.asarray(out["probs"])[0, 0]
+  np.testing.assert_allclose(probs[2], [max(m1, m2), max(1 - m1, 1 - m2)], rtol=1e-6)
+  # The overlap pixel: tile 1 gives class 1 a score of 0.8, the highest of any tile -> class 1.
+  assert np.argmax(probs[2]) == 1
+  np.testing.assert_allclose(probs[0], [m1, 1 - m1], rtol=1e-6)
+  np.testing.assert_allclose(probs[4], [m2, 1 - m2], rtol=1e-6)
+  # Depth is still averaged.
+  np.testing.assert_allclose(np.asarray(out["depth"])[0, 0, 2], (m1 + m2) / 2, rtol=1e-6)
+  with pytest.raises(ValueError, match="probs_combine must be one of"):
+    tiling.tiled_predict(_tile_mean_fn, jnp.asarray(image), (1, 3), probs_combine="vote")
+
+
+def test_overlap_max_and_mean_pick_different_labels():
+  """Tile 1 scores (0.6, 0.4, 0), tile 2 (0, 0.5, 0.5) on their overlap: the mean (0.3, 0.45, 0.25) picks
+  class 1, the maximum (0.6, 0.5, 0.5) class 0 (the tile with the highest score decides)."""
+
+  def fn(image, labels):
+    del labels
+    first = image[:, :1, :1, :1] > 0.5  # (B, 1, 1, 1): the marker pixel is only in the first tile
+    probs = jnp.where(first, jnp.asarray([0.6, 0.4, 0.0]), jnp.asarray([0.0, 0.5, 0.5]))
+    return {"probs": jnp.broadcast_to(probs, image.shape[:3] + (3,))}
+
+  image = np.zeros((1, 1, 5, 3), np.float32)
+  image[0, 0, 0, 0] = 1.0  # tiles start at columns 0 and 2; only the first sees column 0
+  mean = np.asarray(tiling.tiled_predict(fn, jnp.asarray(image), (1, 3))["probs"])[0, 0, 2]
+  best = tiling.tiled_predict(fn, jnp.asarray(image), (1, 3), probs_combine="max")["probs"]
+  best = np.asarray(best)[0, 0, 2]
+  np.testing.assert_allclose(mean, [0.3, 0.45, 0.25], rtol=1e-6)
+  np.testing.assert_allclose(best, [0.6, 0.5, 0.5], rtol=1e-6)
+  assert np.argmax(mean) == 1 and np.argmax(best) == 0
+
+
 def test_overlap_averaging_2d_by_hand():
   rng = np.random.default_rng(0)
   image = rng.uniform(size=(2, 5, 6, 3)).astype(np.float32)

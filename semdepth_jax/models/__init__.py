@@ -20,6 +20,7 @@ import flax.linen as nn
 from semdepth_jax.models.cnn3d import CNN3DS, CNN3DUP
 from semdepth_jax.models.deeplab import DeepLabRegression, DeepLabSID, DeepLabV2
 from semdepth_jax.models.ds_sidenet import DSSIDENet
+from semdepth_jax.models.hybridnet import DeepLabVGG, DepthNet, HybridNetA1, HybridNetA2
 from semdepth_jax.models.scrx import SCRX
 from semdepth_jax.models.ssegdepnet import SSegDepNet
 from semdepth_jax.models.unet import UNet
@@ -31,6 +32,11 @@ MODELS: dict[str, type[nn.Module]] = {
   "cnn3d_s": CNN3DS,
   "cnn3d_up": CNN3DUP,
   "ssegdepnet": SSegDepNet,
+  # Paper 001 (Lin et al. 2019), model_spec §2.
+  "deeplab_vgg": DeepLabVGG,
+  "depthnet": DepthNet,
+  "hybridnet_a1": HybridNetA1,
+  "hybridnet_a2": HybridNetA2,
   # Paper 002 (Oluwafemi et al. 2019), model_spec §3: DeepLab-v2 ResNet-101, depth as SID classes.
   "deeplab_v2": DeepLabV2,
   "deeplab_sid": DeepLabSID,

@@ -664,6 +664,47 @@ def resize_bilinear(x: Array, size: Sequence[int]) -> Array:
   return resize.bilinear(x, size).astype(x.dtype)
 
 
+class LocalResponseNorm(nn.Module):
+  """Local response normalisation across channels (Caffe ``LRN``, ``ACROSS_CHANNELS``; AlexNet).
+
+  ``b_c = a_c / (k + alpha / n * sum_{c' in window(c)} a_{c'}^2) ** beta`` with a window of ``n =
+  size`` channels around ``c`` (``(n - 1) // 2`` before, ``n // 2`` after; channels outside are zero):
+  Caffe's ``lrn_layer.cpp``, and for odd ``n`` PyTorch's ``nn.LocalResponseNorm`` (both divide ``alpha``
+  by ``n``; for even ``n`` PyTorch puts the longer half before ``c``). No
+  parameters. Defaults are Caffe's / AlexNet's (local_size 5, alpha 1e-4, beta 0.75, k 1), the values
+  model_spec §2.2 recommends for DepthNet.
+
+  Attributes:
+    size: channels in the window (odd in Caffe).
+    alpha: scale of the sum of squares (divided by ``size``).
+    beta: exponent.
+    k: additive constant.
+  """
+
+  size: int = 5
+  alpha: float = 1e-4
+  beta: float = 0.75
+  k: float = 1.0
+
+  def __call__(self, x: Array) -> Array:
+    """(..., C) -> (..., C), same dtype (statistics in float32).
+
+    Raises:
+      ValueError: ``size < 1``.
+    """
+    if self.size < 1:
+      raise ValueError(f"layers.LocalResponseNorm: size must be >= 1, got {self.size}")
+    xf = x.astype(jnp.float32)
+    sq = xf * xf
+    c = x.shape[-1]
+    before, after = (self.size - 1) // 2, self.size // 2
+    pad = [(0, 0)] * (x.ndim - 1) + [(before, after)]
+    sq = jnp.pad(sq, pad)
+    total = sum(sq[..., i : i + c] for i in range(self.size))
+    scale = self.k + (self.alpha / self.size) * total
+    return (xf * scale ** (-self.beta)).astype(x.dtype)
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchNormSpec:
   """How a model's BatchNorm layers behave (hashable, so it can be a linen module attribute).

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from semdepth_jax import resize
 from semdepth_jax.models import layers
 
 RNG = np.random.default_rng(1234)
@@ -280,6 +281,53 @@ def test_resize_bilinear_half_pixel_no_antialias():
   # 2x downsampling without antialiasing = average of the 2x2 neighbours at the centre.
   ref = 0.25 * (x2[:, 0::2, 0::2] + x2[:, 1::2, 0::2] + x2[:, 0::2, 1::2] + x2[:, 1::2, 1::2])
   np.testing.assert_allclose(down, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_align_corners_resize_hand_values():
+  """Caffe Interp zoom 2 (model_spec §2.2): 3 -> 5 inserts midpoints; the corners stay put."""
+  x = np.array([1.0, 3.0, 7.0], np.float32).reshape(1, 1, 3, 1)
+  y = np.asarray(resize.bilinear_align_corners(jnp.asarray(x), (1, 5)))[0, 0, :, 0]
+  np.testing.assert_allclose(y, [1.0, 2.0, 3.0, 5.0, 7.0], rtol=1e-6)
+  # 41 -> 81 (= 2 * 41 - 1): even outputs are the inputs, odd ones the means of their neighbours.
+  x2 = rand(2, 41, 41, 3)
+  y2 = np.asarray(resize.bilinear_align_corners(jnp.asarray(x2), (81, 81)))
+  np.testing.assert_allclose(y2[:, ::2, ::2], x2, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(y2[:, 1::2, ::2], 0.5 * (x2[:, :-1] + x2[:, 1:]), rtol=1e-5, atol=1e-6)
+  # A general size: output i samples i * (n_in - 1) / (n_out - 1) (np.interp on each row).
+  x3 = rand(1, 1, 4, 1)
+  y3 = np.asarray(resize.bilinear_align_corners(jnp.asarray(x3), (1, 7)))[0, 0, :, 0]
+  np.testing.assert_allclose(y3, np.interp(np.arange(7) * 3 / 6, np.arange(4), x3[0, 0, :, 0]))
+  # Downsampling picks the aligned samples (no antialiasing), and one output row is input row 0.
+  y4 = np.asarray(resize.bilinear_align_corners(jnp.asarray(x2), (1, 21)))
+  np.testing.assert_allclose(y4[:, 0], x2[:, 0, ::2], rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="sizes must be >= 1"):
+    resize.align_corners_matrix(0, 3)
+
+
+def np_lrn(x, size, alpha, beta, k):
+  """Caffe ACROSS_CHANNELS LRN by its definition, one channel at a time."""
+  c = x.shape[-1]
+  out = np.empty_like(x)
+  for i in range(c):
+    lo, hi = max(0, i - (size - 1) // 2), min(c, i + size // 2 + 1)
+    s = np.sum(x[..., lo:hi] ** 2, axis=-1)
+    out[..., i] = x[..., i] / (k + alpha / size * s) ** beta
+  return out
+
+
+@pytest.mark.parametrize(
+  "size,alpha,beta,k", [(5, 1e-4, 0.75, 1.0), (3, 0.5, 0.5, 2.0), (4, 1.0, 1, 1)]
+)
+def test_local_response_norm_matches_definition(size, alpha, beta, k):
+  x = 10.0 * rand(2, 3, 4, 7)
+  m = layers.LocalResponseNorm(size, alpha, beta, k)
+  y = np.asarray(m.apply({}, jnp.asarray(x)))
+  np.testing.assert_allclose(y, np_lrn(x, size, alpha, beta, k), rtol=1e-5, atol=1e-6)
+  # One channel alone: b = a / (k + alpha / n * a^2) ** beta.
+  one = np.asarray(m.apply({}, jnp.full((1, 1, 1, 1), 3.0)))
+  np.testing.assert_allclose(one, 3.0 / (k + alpha / size * 9.0) ** beta, rtol=1e-6)
+  with pytest.raises(ValueError, match="size must be >= 1"):
+    layers.LocalResponseNorm(0).apply({}, jnp.asarray(x))
 
 
 def _bn_eval(x, p, s, eps=1e-3):
