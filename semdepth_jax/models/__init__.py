@@ -19,6 +19,7 @@ import flax.linen as nn
 
 from semdepth_jax.models.cnn3d import CNN3DS, CNN3DUP
 from semdepth_jax.models.scrx import SCRX
+from semdepth_jax.models.semantic_md import SemanticMD
 from semdepth_jax.models.ssegdepnet import SSegDepNet
 from semdepth_jax.models.unet import UNet
 
@@ -29,6 +30,8 @@ MODELS: dict[str, type[nn.Module]] = {
   "cnn3d_s": CNN3DS,
   "cnn3d_up": CNN3DUP,
   "ssegdepnet": SSegDepNet,
+  # Paper 003 (Charyyev et al., Semantic-MD), model_spec §4.
+  "semantic_md": SemanticMD,
 }
 """Registered models: name -> linen Module class."""
 
