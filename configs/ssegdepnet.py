@@ -48,7 +48,7 @@ depth net:
 * the U-Net trains with softmax cross-entropy (ignored pixels masked) instead of 14 independent Keras BCE
   planes, and SSegDep-Net's inference builds OHESS from its argmax (``ohess_mode='argmax'``);
 * the log head starts at the dataset's typical depth (``depth_prior``), Adam's peak rate is 1e-3 at small
-  and 3e-3 at tiny;
+  and 3e-3 at tiny (the U-Net: 3e-3 at both);
 * 3D CNN-UP upsamples by nearest neighbour + convolution (``conv_transpose_impl='resize_conv'``; Odena et
   al. 2016) instead of strided transposed convolutions, whose uneven overlap printed a checkerboard;
 * precise-BN statistics at each stage end (``recalibrate_bn_batches``), as before.
@@ -68,6 +68,9 @@ from semdepth_jax.data.meta import get_meta
 
 MODELS = ("unet", "scrx_rgb", "scrx_ohess", "cnn3d_s", "cnn3d_up", "cnn3d_up_do", "ssegdepnet")
 """Values of the ``model=`` preset argument."""
+
+IMAGE_SIZES = {"paper": (192, 320), "small": (64, 96), "tiny": (32, 48)}
+"""Training resolution (H, W) per size preset (paper 000 resizes to 192x320, model_spec §1.0)."""
 
 _DEFAULTS = {"model": "ssegdepnet", "dataset": "synthetic_city", "size": "paper", "steps": 0}
 
@@ -105,8 +108,11 @@ _PAPER_SCHEDULE = {
 # (module docstring) within this length, measured over seeds.
 _SMALL_STEPS = {"small": 400, "tiny": 150}
 _SMALL_BATCH = 8
-# Peak Adam learning rate of the fast recipe (tiny nets over 150 steps need a larger one).
+# Peak Adam learning rate of the fast recipe (tiny nets over 150 steps need a larger one). The U-Net's
+# softmax cross-entropy takes a larger one at small too: at 1e-3 it reaches mIoU 0.20 in 400 steps on
+# synthetic_city, at 3e-3 0.29 (benchmarks/preset_seeds.py --models unet --sizes small).
 _FAST_LR = {"small": 1e-3, "tiny": 3e-3}
+_FAST_SEG_LR = {"small": 3e-3, "tiny": 3e-3}
 # Precise-BN batches at each stage end: short runs with Keras' BN momentum 0.99 otherwise evaluate with
 # running statistics that still remember their initial values (configs/common.py, stage_config).
 _RECALIBRATE_BN = {"paper": 0, "small": 20, "tiny": 2}
@@ -150,16 +156,22 @@ def depth_loss(depth_norm: float, size: str = "paper") -> dict:
   }
 
 
-def adam_keras(size: str = "paper") -> dict:
+def adam_keras(size: str = "paper", fast_lr: dict[str, float] | None = None) -> dict:
   """Keras ``adam`` defaults: lr 1e-3, betas 0.9/0.999, eps 1e-7 (model_spec §1.1).
 
-  Small / tiny add gradient clipping at global norm 1 (fast recipe).
+  Small / tiny add gradient clipping at global norm 1 and take their peak rate from ``fast_lr`` (size ->
+  rate; default the depth nets' ``_FAST_LR``) (fast recipe).
   """
   opt = {"name": "adam", "learning_rate": 1e-3, "eps": 1e-7}
   if size != "paper":
     opt["grad_clip_norm"] = 1.0
-    opt["learning_rate"] = _FAST_LR[size]
+    opt["learning_rate"] = (fast_lr or _FAST_LR)[size]
   return opt
+
+
+def seg_optimizer(size: str) -> dict:
+  """The U-Net's optimiser: Keras Adam (paper), with the fast recipe's larger peak rate at small / tiny."""
+  return adam_keras(size, _FAST_SEG_LR)
 
 
 def sgd_plain() -> dict:
@@ -290,7 +302,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
   c = common.base_config()
   c.dataset = dataset
-  c.image_size = common.IMAGE_SIZES[size]
+  c.image_size = IMAGE_SIZES[size]
   depth_norm = _max_depth(dataset)
   c.model = _model_config(model, size, dataset)
   if size != "paper":
@@ -301,7 +313,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "train": common.stage_config(
         **_length("unet", size),
         loss=unet_loss(dataset, size),
-        optimizer=adam_keras(size),
+        optimizer=seg_optimizer(size),
         schedule=schedule(size),
       )
     }
@@ -322,7 +334,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         trainable=r"^unet/",
         loss=unet_loss(dataset, size),
         model={"stage": "seg"},
-        optimizer=adam_keras(size),
+        optimizer=seg_optimizer(size),
         schedule=schedule(size),
       ),
       "depth": common.stage_config(

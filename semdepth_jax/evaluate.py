@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from semdepth_jax import metrics
+from semdepth_jax import metrics, resize
 from semdepth_jax.models import contract
 
 _log = logging.getLogger(__name__)
@@ -217,8 +217,6 @@ class JointEvaluator:
 
   def update(self, acc: Any, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> Any:
     """Adds one batch (jittable; respects ``mask``, ``has_depth``, ``has_segmentation``)."""
-    from semdepth_jax.train.step import resize_bilinear_to
-
     mask = batch.get("mask")
     if mask is None:
       mask = jnp.ones(batch["image"].shape[:1], bool)
@@ -227,7 +225,7 @@ class JointEvaluator:
     new["per_class"] = acc["per_class"]
     if "depth" in outputs:
       gt = batch["depth"]
-      pred = resize_bilinear_to(self.base.depth_in_metres(outputs["depth"]), gt.shape[1:3])
+      pred = resize.bilinear(self.base.depth_in_metres(outputs["depth"]), gt.shape[1:3])
       ones = jnp.ones_like(mask)
       m = mask & batch.get("has_depth", ones) & batch.get("has_segmentation", ones)
       pred, gt, valid = self.base.depth_acc.prepare(pred, gt, m)

@@ -117,29 +117,24 @@ def _depth_pair(pred: Any, target: Any, mask: Any) -> tuple[Array, Array, Array]
 
 
 def resize_nearest(x: Any, out_hw: tuple[int, int]) -> Array:
-  """Nearest-neighbour resize of the spatial axes 1 and 2 with PyTorch's index rule.
+  """Nearest-neighbour resize of the spatial axes 1 and 2 (``semdepth_jax.resize.nearest``'s rule).
 
-  Output pixel ``i`` reads input pixel ``floor(i * in / out)`` (PyTorch ``F.interpolate(mode='nearest')``,
-  model_spec §13), so no value is ever interpolated: labels stay labels and invalid (zero) depth never mixes
-  with valid depth.
+  Ground truth is brought to the prediction's size this way: no value is ever interpolated, so labels stay
+  labels and invalid (zero) depth never mixes with valid depth.
 
   Args:
     x: array ``(B, H, W)`` or ``(B, H, W, C)``, any dtype.
     out_hw: target ``(h, w)``.
 
   Returns:
-    ``(B, h, w[, C])`` array of ``x``'s dtype (``x`` itself when the size already matches).
+    ``(B, h, w[, C])`` array of ``x``'s dtype.
+
+  Raises:
+    ValueError: a non-positive ``out_hw``.
   """
-  x = jnp.asarray(x)
-  H, W = x.shape[1], x.shape[2]
-  h, w = int(out_hw[0]), int(out_hw[1])
-  if (h, w) == (H, W):
-    return x
-  if h <= 0 or w <= 0:
-    raise ValueError(f"losses.py: resize_nearest out_hw must be positive, got {out_hw}")
-  rows = (np.arange(h) * H) // h
-  cols = (np.arange(w) * W) // w
-  return x[:, rows][:, :, cols]
+  from semdepth_jax import resize
+
+  return resize.nearest(x, out_hw)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -1639,13 +1639,12 @@ def resize_prediction(pred, size: tuple[int, int], *, method: str) -> np.ndarray
   h, w = arr.shape[-2], arr.shape[-1]
   if (h, w) == (H, W):
     return arr
+  from semdepth_jax import resize
+
+  lead = arr.shape[:-2]
+  flat = arr.reshape((-1, h, w))
   if method == "nearest":
-    rows = np.minimum(((np.arange(H) + 0.5) * h / H).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(W) + 0.5) * w / W).astype(np.int64), w - 1)
-    return arr[..., rows[:, None], cols[None, :]]
+    return np.asarray(resize.nearest(flat, (H, W))).reshape(lead + (H, W))
   if method == "bilinear":
-    out = jax.image.resize(
-      jnp.asarray(arr, jnp.float32), arr.shape[:-2] + (H, W), method="linear", antialias=False
-    )
-    return np.asarray(out)
+    return np.asarray(resize.bilinear(flat, (H, W))).reshape(lead + (H, W))
   raise ValueError(f"resize_prediction: method must be 'bilinear' or 'nearest', got {method!r}")

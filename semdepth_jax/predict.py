@@ -59,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from semdepth_jax import tiling
+from semdepth_jax import resize, tiling
 
 _log = logging.getLogger(__name__)
 
@@ -279,14 +279,6 @@ def load_trained(
 # The inference model: any image size in, metres and class probabilities at that size out.
 
 
-def _resize_maps(x: jax.Array, size: tuple[int, int]) -> jax.Array:
-  """Bilinear resize (half-pixel centres, no antialiasing) of axes 1, 2 of (B, h, w[, C]) float maps."""
-  if tuple(x.shape[1:3]) == tuple(size):
-    return x
-  shape = (x.shape[0], int(size[0]), int(size[1])) + tuple(x.shape[3:])
-  return jax.image.resize(x.astype(jnp.float32), shape, "linear", antialias=False)
-
-
 def training_tile_size(
   input_size: tuple[int, int], image_size: tuple[int, int], train_resize: Any
 ) -> tuple[int, int]:
@@ -388,14 +380,13 @@ class InferenceModel:
   ) -> tiling.Predictions:
     """One model pass for a (B, H, W, 3) image of any size; maps at (H, W) (no tiling, no TTA)."""
     from semdepth_jax.models import contract
-    from semdepth_jax.train.step import resize_nearest_to
 
     B, H, W = image.shape[:3]
     x, lab = image.astype(jnp.float32), labels
     if self.input_size != (H, W):
-      x = jax.image.resize(x, (B,) + self.input_size + (x.shape[3],), "linear", antialias=True)
+      x = resize.image(x, self.input_size)
       if lab is not None:
-        lab = resize_nearest_to(lab, self.input_size)
+        lab = resize.nearest(lab, self.input_size)
     kwargs: dict[str, Any] = {"train": False}
     if self.pass_labels and lab is not None:
       kwargs["labels"] = lab.astype(jnp.int32)
@@ -404,9 +395,9 @@ class InferenceModel:
     )
     preds = {}
     if "depth" in decoded:
-      preds["depth"] = _resize_maps(decoded["depth"], (H, W))
+      preds["depth"] = resize.bilinear(decoded["depth"], (H, W))
     if "seg_probs" in decoded:
-      preds["probs"] = _resize_maps(decoded["seg_probs"], (H, W))
+      preds["probs"] = resize.bilinear(decoded["seg_probs"], (H, W))
     return preds
 
   def dense(

@@ -488,3 +488,25 @@ def test_one_checkpoint_gets_identical_metrics_through_every_evaluation_path(
     v = (g > 1e-3) & (g < 80.0)
     per_image.append(np.mean(np.abs(stats["mean_depth"] - g[v]) / g[v]))
   assert base["abs_rel"] == pytest.approx(np.mean(per_image), rel=1e-5)
+
+
+def test_named_evals_run_during_training_with_the_same_numbers(toy_registered, tfds_dir, tmp_path):
+  from semdepth_jax.train import config_utils, loop
+
+  cfg_path = tmp_path / "toy_config.py"
+  cfg_path.write_text(
+    CONFIG_PY.replace(
+      "  return c\n",
+      '  c.evals["held_out"] = common.eval_entry(split="test", dataset="synthetic_city/tiny")\n'
+      "  return c\n",
+    )
+  )
+  config = config_utils.load_config(str(cfg_path), [f"--config.data_dir={tfds_dir}"])
+  workdir = tmp_path / "workdir"
+  loop.train(config, workdir)
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  named = [r for r in records if r["split"] == "eval/held_out"]
+  assert [r["step"] for r in named] == [2]  # at the end of training
+  report = evaluate.evaluate_workdir(workdir, split="test", data_dir=str(tfds_dir), write=False)
+  for k, v in evaluate.report_scalars(report).items():
+    assert named[0][k] == pytest.approx(v, rel=1e-6, abs=1e-7), k

@@ -48,8 +48,9 @@ def np_onehot_zero_rows(labels, C):
 
 def np_resize_nearest(x, h, w):
   H, W = x.shape[1:3]
-  rows = [math.floor(i * H / h) for i in range(h)]
-  cols = [math.floor(j * W / w) for j in range(w)]
+  # Aligned pixel centres (semdepth_jax.resize.nearest): floor((i + 0.5) * in / out).
+  rows = [min(math.floor((i + 0.5) * H / h), H - 1) for i in range(h)]
+  cols = [min(math.floor((j + 0.5) * W / w), W - 1) for j in range(w)]
   return x[:, rows][:, :, cols]
 
 
@@ -65,7 +66,7 @@ def close(a, b, rtol=1e-5, atol=1e-6):
 
 
 @pytest.mark.parametrize("in_hw,out_hw", [((6, 8), (3, 4)), ((5, 7), (3, 4)), ((3, 4), (6, 9))])
-def test_resize_nearest_floor_rule(in_hw, out_hw):
+def test_resize_nearest_centre_rule(in_hw, out_hw):
   x = np.arange(2 * in_hw[0] * in_hw[1]).reshape((2,) + in_hw)
   got = np.asarray(losses.resize_nearest(x, out_hw))
   np.testing.assert_array_equal(got, np_resize_nearest(x, *out_hw))
@@ -73,8 +74,8 @@ def test_resize_nearest_floor_rule(in_hw, out_hw):
 
 def test_resize_nearest_hand_values():
   x = np.array([[[0, 1, 2, 3, 4]]])  # (1, 1, 5)
-  # floor(j * 5 / 3) = 0, 1, 3.
-  np.testing.assert_array_equal(np.asarray(losses.resize_nearest(x, (1, 3))), [[[0, 1, 3]]])
+  # floor((j + 0.5) * 5 / 3) = 0, 2, 4 (the one nearest-neighbour rule of the library).
+  np.testing.assert_array_equal(np.asarray(losses.resize_nearest(x, (1, 3))), [[[0, 2, 4]]])
 
 
 # ----------------------------------------------------------------------------------------------------------

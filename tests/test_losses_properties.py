@@ -271,8 +271,9 @@ def test_jit_equals_eager(seed, mode):
 
 def _np_resize(x, h, w):
   Hh, Ww = x.shape[1:3]
-  return x[:, [math.floor(i * Hh / h) for i in range(h)]][
-    :, :, [math.floor(j * Ww / w) for j in range(w)]
+  # Aligned pixel centres: floor((i + 0.5) * in / out) (semdepth_jax.resize.nearest).
+  return x[:, [min(math.floor((i + 0.5) * Hh / h), Hh - 1) for i in range(h)]][
+    :, :, [min(math.floor((j + 0.5) * Ww / w), Ww - 1) for j in range(w)]
   ]
 
 

@@ -275,6 +275,131 @@ def train_dataset(
   return ds
 
 
+class _WithoutLabels:
+  """Marks a mixture member's labels as absent (its label set differs from the run's)."""
+
+  def __init__(self, fn):
+    self.fn = fn
+
+  def __call__(self, position: int, index: int) -> dict[str, Any]:
+    out = self.fn(position, index)
+    out["segmentation"] = np.full_like(out["segmentation"], IGNORE_INDEX)
+    out["has_segmentation"] = False
+    return out
+
+
+def mixture_train_dataset(
+  sources: Sequence[Sequence[Mapping[str, Any]]],
+  weights: Sequence[float],
+  *,
+  batch_size: int,
+  image_size: tuple[int, int],
+  seed: int = 0,
+  augment: Mapping[str, Any] | None = None,
+  keep_labels: Sequence[bool] | None = None,
+  process_index: int | None = None,
+  process_count: int | None = None,
+) -> grain.MapDataset:
+  """An infinite training ``grain.MapDataset`` of batches mixing several sources by weight.
+
+  Each source is sharded over processes, shuffled with its own seed (``seed + 7919 * i``), repeated and
+  preprocessed exactly as in :func:`train_dataset`; ``grain.MapDataset.mix`` interleaves the examples
+  deterministically in proportion to ``weights`` before batching, so a batch holds examples of several
+  datasets and the stream is a function of the position (resumable like a single source).
+
+  Args:
+    sources: random-access decoded examples per dataset.
+    weights: sampling weights (> 0), one per source.
+    batch_size: per-process batch size B.
+    image_size: output (height, width) of the crops (every source is cropped to it).
+    seed: shuffling and augmentation seed.
+    augment: overrides of ``transforms.DEFAULT_AUGMENT``.
+    keep_labels: per source, False to drop its labels (``has_segmentation`` False): a dataset whose label
+      set differs from the run's still contributes depth.
+    process_index: this process (default ``jax.process_index()``).
+    process_count: number of processes.
+
+  Raises:
+    ValueError: mismatched lengths, non-positive weights, an empty source.
+  """
+  if len(sources) != len(weights) or not sources:
+    raise ValueError(f"mixture: {len(sources)} sources but {len(weights)} weights")
+  if any(not w > 0 for w in weights):
+    raise ValueError(f"mixture weights must be > 0, got {list(weights)}")
+  keep = list(keep_labels) if keep_labels is not None else [True] * len(sources)
+  p, P = process_layout(process_index, process_count)
+  cfg = transforms.check_augment(augment)
+  parts = []
+  for i, source in enumerate(sources):
+    n = len(source)
+    if n // P < 1:
+      raise ValueError(f"mixture source {i} has {n} examples, fewer than the {P} processes")
+    indices = shard_indices(n, p, P)
+    s_i = (int(seed) + 7919 * i) % 2**32
+    fn = _TrainElement(source, indices, s_i, tuple(image_size), cfg)
+    ds = grain.MapDataset.range(len(indices)).shuffle(seed=s_i).repeat(None)
+    parts.append(ds.map_with_index(fn if keep[i] else _WithoutLabels(fn)))
+  mixed = grain.MapDataset.mix(parts, [float(w) for w in weights])
+  return mixed.batch(batch_size, drop_remainder=True, batch_fn=collate)
+
+
+def make_mixture_train_iterator(
+  datasets: Sequence[tuple[str, float]],
+  *,
+  data_dir: str | None = None,
+  split: str = "train",
+  batch_size: int,
+  image_size: tuple[int, int],
+  seed: int = 0,
+  augment: Mapping[str, Any] | None = None,
+  num_classes: int | None = None,
+  process_index: int | None = None,
+  process_count: int | None = None,
+  num_threads: int = 1,
+  prefetch: int = 4,
+  worker_count: int = 0,
+) -> grain.DatasetIterator:
+  """Training iterator over a weighted mixture of built datasets (:func:`mixture_train_dataset`).
+
+  Args:
+    datasets: ``(TFDS name, weight)`` pairs, e.g. ``(("replica", 1.0), ("synthetic_city", 1.0))``.
+    data_dir: TFDS data dir (default: TFDS's).
+    split: split name of every member.
+    batch_size: *global* batch size.
+    image_size: (height, width) of the training crops.
+    seed: shuffling / augmentation seed.
+    augment: overrides of ``transforms.DEFAULT_AUGMENT``.
+    num_classes: the run's class count; members whose meta info has another class count keep their depth
+      but not their labels (None = keep every member's labels).
+    process_index: default ``jax.process_index()``.
+    process_count: default ``jax.process_count()``.
+    num_threads: see ``to_iterator``.
+    prefetch: see ``to_iterator``.
+    worker_count: see ``to_iterator``.
+
+  Raises:
+    FileNotFoundError: a member is not built (message has the build command).
+    ValueError: bad weights or settings.
+  """
+  from semdepth_jax.data.meta import get_meta
+
+  p, P = process_layout(process_index, process_count)
+  names = [str(d) for d, _ in datasets]
+  keep = [num_classes is None or get_meta(n).num_classes == int(num_classes) for n in names]
+  ds = mixture_train_dataset(
+    [open_source(n, split, data_dir) for n in names],
+    [float(w) for _, w in datasets],
+    batch_size=per_process_batch_size(batch_size, P),
+    image_size=image_size,
+    seed=seed,
+    augment=augment,
+    keep_labels=keep,
+    process_index=p,
+    process_count=P,
+  )
+  return to_iterator(ds, num_threads=num_threads, prefetch=prefetch, worker_count=worker_count)
+
+
 def eval_dataset(
   source: Sequence[Mapping[str, Any]],
   *,

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from semdepth_jax import resize as resize_lib
 from semdepth_jax.data.meta import IGNORE_INDEX
 
 Example = dict[str, Any]
@@ -145,12 +146,6 @@ def _resize_axis_linear(x: np.ndarray, out_size: int, axis: int, antialias: bool
   return np.moveaxis(out, 0, axis)
 
 
-def _nearest_indices(in_size: int, out_size: int) -> np.ndarray:
-  """Nearest source pixel of each output pixel (half-pixel centres): ``floor((i + 0.5) * in / out)``."""
-  idx = np.floor((np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size))
-  return np.minimum(idx.astype(np.int64), in_size - 1)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # image resizing
 
@@ -212,8 +207,8 @@ def resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   array = np.asarray(array)
   if array.shape[:2] == (h, w):
     return array
-  rows = _nearest_indices(array.shape[0], h)
-  cols = _nearest_indices(array.shape[1], w)
+  rows = resize_lib.nearest_indices(array.shape[0], h)
+  cols = resize_lib.nearest_indices(array.shape[1], w)
   return array[rows[:, None], cols[None, :]]
 
 

@@ -655,16 +655,13 @@ def adaptive_avg_pool(x: Array, output_size: int | Sequence[int]) -> Array:
 
 
 def resize_bilinear(x: Array, size: Sequence[int]) -> Array:
-  """Bilinear resize of (B, H, W, C) to (B, *size, C), half-pixel centres, no antialiasing.
+  """Bilinear resize of (B, H, W, C) to (B, *size, C) in ``x``'s dtype.
 
-  ``antialias=False`` matches cv2 / PyTorch ``align_corners=False`` (model_spec §13).
+  ``semdepth_jax.resize.bilinear``: half-pixel centres, no antialiasing (model_spec §13).
   """
-  size = tuple(int(s) for s in size)
-  if tuple(x.shape[1:3]) == size:
-    return x
-  return jax.image.resize(
-    x, (x.shape[0], *size, x.shape[-1]), method="bilinear", antialias=False
-  ).astype(x.dtype)
+  from semdepth_jax import resize
+
+  return resize.bilinear(x, size).astype(x.dtype)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,7 @@ A config is addressed as ``PATH[:ARGS]`` (``configs/ssegdepnet.py:model=cnn3d_up
 ``get_config(ARGS)`` builds it, ``--config.key=value`` flags override single fields (parsed by
 ``ml_collections.config_flags`` against the field's type, on a private absl ``FlagValues`` per call so it
 works inside the argparse ``semdepth train`` sub-command), and the result is validated against the schema of
-``configs.common.base_config()`` and locked. Unknown override keys, unknown preset arguments and keys that
+``semdepth_jax.train.schema.base_config()`` and locked. Unknown override keys, unknown preset arguments and keys that
 no part of the trainer reads are errors (conventions.md, "Configs").
 """
 
@@ -123,6 +123,10 @@ def check_against_schema(
       unknown.append(sub)
       continue
     ref = schema[key]
+    if key == "evals":  # entries checked against schema.eval_entry() by validate_config
+      if not _is_dict(value):
+        raise ConfigError(f"{sub} must be a dict of named evaluations, got {type(value).__name__}")
+      continue
     if key == "stages" and stage_template is not None:
       if not _is_dict(value):
         raise ConfigError(f"{sub} must be a dict of stages, got {type(value).__name__}")
@@ -138,7 +142,7 @@ def check_against_schema(
   if unknown:
     raise ConfigError(
       f"unknown config key(s) {', '.join(unknown)}; no part of the trainer reads them "
-      "(see configs/common.py for the schema)"
+      "(see semdepth_jax/train/schema.py for the schema)"
     )
 
 
@@ -240,7 +244,7 @@ def load_config(
     spec: config file path with optional preset arguments, e.g. ``configs/ssegdepnet.py:size=tiny``.
     overrides: strings ``--config.a.b=value`` (or ``config.a.b=value``); values are parsed against the
       type of the existing field by ``ml_collections.config_flags`` (tuples as ``'(1, 2)'``).
-    validate: check the result against ``configs.common`` 's schema (:func:`validate_config`).
+    validate: check the result against ``semdepth_jax.train.schema`` (:func:`validate_config`).
 
   Returns:
     The locked ``ConfigDict``.
@@ -287,10 +291,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   Raises:
     ConfigError: with the offending dotted key.
   """
-  ensure_configs_importable()
-  from configs import common  # configs/ is a top-level package of this project.
+  from semdepth_jax.train import schema
 
-  check_against_schema(config, common.base_config(), stage_template=common.stage_config())
+  check_against_schema(config, schema.base_config(), stage_template=schema.stage_config())
+  for name in config.get("evals") or {}:
+    check_against_schema(
+      config.evals[name], schema.eval_entry(split=""), path=f"config.evals.{name}"
+    )
+  if not config.model.get("name"):
+    raise ConfigError("config.model.name is empty; a config file must choose a registered model")
+  if config.image_size is None or len(tuple(config.image_size)) != 2:
+    raise ConfigError(f"config.image_size must be (H, W), got {config.image_size!r}")
   order = tuple(config.stage_order)
   names = set(config.stages.keys())
   if not order:

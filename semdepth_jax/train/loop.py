@@ -65,26 +65,30 @@ class Components:
     train_iterator: ``(global_batch_size, seed) -> iterator`` of per-process numpy batches with
       ``get_state()`` / ``set_state()``.
     num_train_examples: ``() -> int`` size of the train split (for ``num_epochs`` stages).
-    make_evaluation: ``(model, mesh, variables_shardings) -> EvalRunner``, the periodic / final evaluation
-      (default: ``semdepth_jax.evaluate.Evaluation``, the library's one evaluation path), or None.
+    make_evaluation: ``(model, mesh, variables_shardings, settings=None) -> EvalRunner``, the periodic /
+      final evaluation (default: ``semdepth_jax.evaluate.Evaluation``, the library's one evaluation path;
+      ``settings`` of a named ``config.evals`` entry, None = ``config.eval``), or None.
     eval_iterator: for tests with in-memory data: ``() -> iterator`` of padded eval batches (with
       ``mask``); used with ``make_evaluator`` when ``make_evaluation`` is None.
     make_evaluator: ``model -> Evaluator`` (with ``eval_iterator``).
+    main_eval: run ``config.eval`` (False when its split is empty; named ``config.evals`` still run).
   """
 
   build_model: Callable[[dict[str, Any]], nn.Module]
   build_loss: Callable[[Any], step_lib.LossFn]
   train_iterator: Callable[[int, int], Iterator]
   num_train_examples: Callable[[], int] | None = None
-  make_evaluation: Callable[[nn.Module, Any, Any], EvalRunner] | None = None
+  make_evaluation: Callable[..., EvalRunner] | None = None
   eval_iterator: Callable[[], Iterator] | None = None
   make_evaluator: Callable[[nn.Module], Evaluator] | None = None
+  main_eval: bool = True
 
   @property
   def has_eval(self) -> bool:
-    """Whether the run evaluates at all."""
-    return self.make_evaluation is not None or (
-      self.eval_iterator is not None and self.make_evaluator is not None
+    """Whether the run's main evaluation (``config.eval``) runs."""
+    return self.main_eval and (
+      self.make_evaluation is not None
+      or (self.eval_iterator is not None and self.make_evaluator is not None)
     )
 
   def evaluation(
@@ -270,13 +274,18 @@ def default_loss_builder(config: Any) -> Callable[[Any], step_lib.LossFn]:
   from semdepth_jax import losses
 
   meta = get_meta(config.dataset)
+  metas = [meta] + [get_meta(d) for d, _ in train_mixture(config)]
+  # A mixture trains on every member's valid depth: the loss's range spans them all (None = no cap).
+  caps = [m.max_depth for m in metas]
+  max_depth = None if any(c is None for c in caps) else max(caps)
+  min_depth = min(m.min_depth for m in metas)
 
   def build_loss(spec):
     return losses.build_loss(
       config_utils.to_dict(spec),
       ignore_index=meta.ignore_index,
-      min_depth=meta.min_depth,
-      max_depth=meta.max_depth,
+      min_depth=min_depth,
+      max_depth=max_depth,
     )
 
   return build_loss
@@ -297,7 +306,23 @@ def default_components(config: Any) -> Components:
   build_loss = default_loss_builder(config)
   augment = _augment_dict(config)
 
+  mixture = train_mixture(config)
+
   def train_iterator(batch_size, seed):
+    if mixture:
+      return pipeline.make_mixture_train_iterator(
+        mixture,
+        data_dir=data_dir,
+        split=config.train_split,
+        batch_size=batch_size,
+        image_size=tuple(config.image_size),
+        seed=seed,
+        augment=augment,
+        num_classes=resolved_num_classes(config),
+        num_threads=config.data.num_threads,
+        prefetch=config.data.prefetch,
+        worker_count=config.data.worker_count,
+      )
     return pipeline.make_train_iterator(
       config.dataset,
       data_dir=data_dir,
@@ -314,13 +339,13 @@ def default_components(config: Any) -> Components:
   def num_train_examples():
     return pipeline.num_examples(config.dataset, config.train_split, data_dir)
 
-  def make_evaluation(model, mesh, variables_shardings):
+  def make_evaluation(model, mesh, variables_shardings, settings=None):
     from semdepth_jax import evaluate
 
     return evaluate.Evaluation(
       model,
       config,
-      eval_settings(config),
+      settings or eval_settings(config),
       mesh=mesh,
       data_dir=data_dir,
       variables_shardings=variables_shardings,
@@ -332,22 +357,59 @@ def default_components(config: Any) -> Components:
     build_loss=build_loss,
     train_iterator=train_iterator,
     num_train_examples=num_train_examples,
-    make_evaluation=make_evaluation if has_eval else None,
+    make_evaluation=make_evaluation,
+    main_eval=has_eval,
   )
 
 
-def eval_settings(config: Any):
-  """``config.eval`` as ``semdepth_jax.evaluate.EvalSettings`` (the training run's evaluation)."""
+def eval_settings(config: Any, name: str | None = None):
+  """``config.eval`` (or the named ``config.evals[name]``) as ``semdepth_jax.evaluate.EvalSettings``."""
   from semdepth_jax import evaluate
 
-  size = config.eval.image_size
+  if name is None:
+    size = config.eval.image_size
+    return evaluate.EvalSettings(
+      split=config.eval.split,
+      protocol=config.eval.get("protocol") or None,
+      image_size=None if size is None else tuple(size),
+      batch_size=int(config.eval.batch_size),
+      max_batches=int(config.eval.max_batches),
+    )
+  e = config.evals[name]
   return evaluate.EvalSettings(
-    split=config.eval.split,
-    protocol=config.eval.get("protocol") or None,
-    image_size=None if size is None else tuple(size),
-    batch_size=int(config.eval.batch_size),
-    max_batches=int(config.eval.max_batches),
+    split=e.split,
+    dataset=e.get("dataset") or None,
+    protocol=e.get("protocol") or None,
+    batch_size=int(e.get("batch_size") or config.eval.batch_size),
+    max_batches=int(e.get("max_batches") or 0),
   )
+
+
+def named_evals(config: Any) -> dict[str, Any]:
+  """``config.evals`` as ``{name: entry}`` (empty for configs written before it existed)."""
+  evals = config.get("evals")
+  return {} if not evals else {k: evals[k] for k in evals}
+
+
+def train_mixture(config: Any) -> tuple[tuple[str, float], ...]:
+  """``config.train_mixture`` as ``((dataset, weight), ...)``; empty = train on ``config.dataset`` only.
+
+  Raises:
+    ValueError: a malformed entry or a non-positive weight (names the entry).
+  """
+  out = []
+  for item in config.get("train_mixture") or ():
+    try:
+      name, weight = item
+      weight = float(weight)
+    except (TypeError, ValueError):
+      raise ValueError(
+        f"config.train_mixture entries must be (dataset, weight) pairs, got {item!r}"
+      ) from None
+    if not weight > 0:
+      raise ValueError(f"config.train_mixture: weight of {name!r} must be > 0, got {weight}")
+    out.append((str(name), weight))
+  return tuple(out)
 
 
 def check_consumers(config: Any) -> None:
@@ -853,6 +915,14 @@ def _run_stage(
     checkpointer.save(step, state, meta)
 
   eval_runner = None
+  named_runners: dict[str, EvalRunner] = {}
+  named = named_evals(config) if comps.make_evaluation is not None else {}
+
+  def var_shardings():
+    out = {"params": shardings.params}
+    if state.batch_stats:
+      out["batch_stats"] = shardings.batch_stats
+    return out
 
   def run_eval():
     nonlocal eval_runner
@@ -860,16 +930,32 @@ def _run_stage(
       return {}
     t0 = time.perf_counter()
     if eval_runner is None:
-      var_shardings = {"params": shardings.params}
-      if state.batch_stats:
-        var_shardings["batch_stats"] = shardings.batch_stats
-      eval_runner = comps.evaluation(eval_model, mesh, var_shardings, config)
+      eval_runner = comps.evaluation(eval_model, mesh, var_shardings(), config)
     report = eval_runner.run(state.variables())
     metrics = writer.write(step, eval_runner.scalars(report), split="eval")
     if writer.writes_images and int(config.eval.image_summaries) > 0:
       _write_eval_images(config, writer, step, eval_model, state, eval_runner)
     _log.info("eval at step %d (%.1fs): %s", step, time.perf_counter() - t0, _fmt(metrics))
     return metrics
+
+  def run_named(name: str) -> None:
+    """A ``config.evals`` entry: logged as split ``eval/<name>``."""
+    t0 = time.perf_counter()
+    if name not in named_runners:
+      named_runners[name] = comps.make_evaluation(
+        eval_model, mesh, var_shardings(), eval_settings(config, name)
+      )
+    runner = named_runners[name]
+    metrics = writer.write(
+      step, runner.scalars(runner.run(state.variables())), split=f"eval/{name}"
+    )
+    _log.info("eval %s at step %d (%.1fs): %s", name, step, time.perf_counter() - t0, _fmt(metrics))
+
+  def run_named_due(at_end: bool) -> None:
+    for name, entry in named.items():
+      every = int(entry.get("every_steps") or 0)
+      if at_end or (every and step % every == 0):
+        run_named(name)
 
   try:
     with jax.set_mesh(mesh):
@@ -904,6 +990,8 @@ def _run_stage(
           save()  # The stage-end save below (after any BN recalibration) covers step == end.
         if every_eval and step % every_eval == 0 and step != plan.end:
           last_eval = run_eval()
+        if named and step != plan.end:
+          run_named_due(at_end=False)
         if stop_at_step is not None and step >= stop_at_step and step < final_step:
           stopped = True
           break
@@ -923,6 +1011,7 @@ def _run_stage(
         save()
         if config.eval.at_stage_end or step == final_step:
           last_eval = run_eval()
+          run_named_due(at_end=True)
   finally:
     progress.close()
     close = getattr(iterator, "close", None)

@@ -19,6 +19,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 
+from semdepth_jax import resize
 from semdepth_jax.train.mesh import batch_sharding, replicated
 from semdepth_jax.train.state import TrainState
 
@@ -261,26 +262,6 @@ def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
   return {k: jax.device_put(v, sharding) for k, v in device_batch(batch).items()}
 
 
-def resize_nearest_to(x: jax.Array, size: tuple[int, int]) -> jax.Array:
-  """Nearest resize of axes 1, 2 with source index ``floor((i + 0.5) * in / out)`` (metrics convention)."""
-  h, w = x.shape[1], x.shape[2]
-  H, W = int(size[0]), int(size[1])
-  if (h, w) == (H, W):
-    return x
-  rows = jnp.minimum(((jnp.arange(H) + 0.5) * h / H).astype(jnp.int32), h - 1)
-  cols = jnp.minimum(((jnp.arange(W) + 0.5) * w / W).astype(jnp.int32), w - 1)
-  return x[:, rows][:, :, cols]
-
-
-def resize_bilinear_to(x: jax.Array, size: tuple[int, int]) -> jax.Array:
-  """Bilinear resize of (B, h, w) to (B, H, W), half-pixel centres, no antialiasing (cv2 convention)."""
-  if tuple(x.shape[1:3]) == tuple(size):
-    return x
-  return jax.image.resize(
-    x.astype(jnp.float32), (x.shape[0], int(size[0]), int(size[1])), "linear", antialias=False
-  )
-
-
 class StreamingEvaluator:
   """Streaming depth + segmentation metrics for the train loop (``semdepth_jax.metrics`` accumulators).
 
@@ -345,13 +326,13 @@ class StreamingEvaluator:
     acc = dict(acc)
     if "depth" in outputs:
       gt = batch["depth"]
-      pred = resize_bilinear_to(self.depth_in_metres(outputs["depth"]), gt.shape[1:3])
+      pred = resize.bilinear(self.depth_in_metres(outputs["depth"]), gt.shape[1:3])
       m = mask & batch.get("has_depth", jnp.ones_like(mask))
       acc["depth"] = self.depth_acc.update(acc["depth"], pred, gt, m)
     if "seg_logits" in outputs:
       gt = batch["segmentation"]
       labels = jnp.argmax(outputs["seg_logits"], axis=-1).astype(jnp.int32)
-      labels = resize_nearest_to(labels, gt.shape[1:3])
+      labels = resize.nearest(labels, gt.shape[1:3])
       m = mask & batch.get("has_segmentation", jnp.ones_like(mask))
       acc["seg"] = self.seg_acc.update(acc["seg"], labels, gt, m)
     return acc

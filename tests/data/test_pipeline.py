@@ -422,3 +422,27 @@ def test_synthetic_city_tiny_through_pipeline(tmp_path):
   ):
     names += b["file_name"][b["mask"]].tolist()
   assert sorted(names) == [f"validation_{i:05d}" for i in range(8)]
+
+
+def test_mixture_interleaves_by_weight_and_drops_labels_of_other_label_sets():
+  a = [dict(make_example(i), has_segmentation=True) for i in range(5)]  # ids 0..4
+  b = [dict(make_example(i), has_segmentation=True) for i in range(100, 107)]  # ids 100..106
+  ds = pipeline.mixture_train_dataset(
+    [a, b], [1.0, 3.0], batch_size=4, image_size=(H, W), seed=3, augment={"resize": None},
+    keep_labels=[True, False], process_index=0, process_count=1,
+  )  # fmt: skip
+  batches = [ds[i] for i in range(6)]
+  seen = [i for bt in batches for i in ids(bt)]
+  from_a = [i for i in seen if i < 100]
+  assert len(from_a) == 6 and len(seen) - len(from_a) == 18  # 1 : 3 over 24 examples
+  assert sorted(set(from_a)) == [0, 1, 2, 3, 4] and set(seen) - set(from_a) <= set(range(100, 107))
+  for bt in batches:
+    for k, i in enumerate(ids(bt)):
+      if i >= 100:  # the second member's labels are dropped, its depth kept
+        assert not bt["has_segmentation"][k] and (bt["segmentation"][k] == 255).all()
+      else:
+        assert bt["has_segmentation"][k]
+  # Deterministic in the position (resumable): the same batch again.
+  np.testing.assert_array_equal(ds[4]["depth"], batches[4]["depth"])
+  with pytest.raises(ValueError, match="weights must be > 0"):
+    pipeline.mixture_train_dataset([a], [0.0], batch_size=2, image_size=(H, W))

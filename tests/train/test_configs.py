@@ -26,7 +26,7 @@ def test_every_preset_loads_and_builds(model, size):
   cfg = _load(f"model={model},size={size}")
   assert cfg.is_locked
   loop.check_consumers(cfg)
-  assert tuple(cfg.image_size) == common.IMAGE_SIZES[size]
+  assert tuple(cfg.image_size) == ssegdepnet.IMAGE_SIZES[size]
   for name in cfg.stage_order:
     assert cfg.stages[name].batch_size % 8 == 0 or size == "paper"
   with pytest.raises(AttributeError):
@@ -219,3 +219,46 @@ def test_parse_preset_args_types():
 def test_unet_ignore_mode_follows_the_label_set():
   assert _load("model=unet").stages.train.loss.seg.ignore_mode == "plane0"
   assert _load("model=unet,dataset=replica").stages.train.loss.seg.ignore_mode == "mask"
+
+
+def test_schema_has_no_paper_constants_and_evals_entries_are_checked():
+  from semdepth_jax.train import schema
+
+  base = schema.base_config()
+  assert base.model.name == "" and base.image_size is None  # a config file must choose them
+  c = schema.base_config()
+  c.image_size = (8, 8)
+  with pytest.raises(config_utils.ConfigError, match="config.model.name is empty"):
+    config_utils.validate_config(c)
+  c.model.name = "unet"
+  c.evals["kitti"] = schema.eval_entry(split="test", dataset="kitti_depth")
+  config_utils.validate_config(c)
+  c.evals["bad"] = schema.eval_entry(split="test")
+  c.evals.bad.protocl = "x"
+  with pytest.raises(config_utils.ConfigError, match=r"config\.evals\.bad\.protocl"):
+    config_utils.validate_config(c)
+
+
+def test_library_validates_configs_without_importing_the_configs_folder():
+  import subprocess
+  import sys
+
+  code = (
+    "import sys\n"
+    "from semdepth_jax.train import config_utils, schema\n"
+    "c = schema.base_config(); c.model.name = 'unet'; c.image_size = (8, 8)\n"
+    "config_utils.validate_config(c)\n"
+    "assert 'configs' not in sys.modules and 'configs.common' not in sys.modules, sorted(sys.modules)\n"
+  )
+  subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
+
+
+def test_train_mixture_entries_are_validated():
+  cfg = _load(
+    "model=cnn3d_up,size=tiny",
+    ["--config.train_mixture=(('replica', 1.0), ('synthetic_city', 3.0))"],
+  )
+  assert loop.train_mixture(cfg) == (("replica", 1.0), ("synthetic_city", 3.0))
+  bad = _load("model=cnn3d_up,size=tiny", ["--config.train_mixture=(('replica', 0.0),)"])
+  with pytest.raises(ValueError, match="weight of 'replica' must be > 0"):
+    loop.train_mixture(bad)
