@@ -404,6 +404,50 @@ class SemanticConv(nn.Module):
     return nn.sigmoid(x.astype(jnp.float32))
 
 
+def encode_semantics(
+  encoding: str,
+  sem: source_lib.Semantics,
+  source: source_lib.SemanticSource,
+  num_classes: int,
+  onehot_classes: Sequence[int] | None = None,
+) -> Array:
+  """Paper 003's transformation ``T(x_semantic)`` of the multi-input models (docs/model_spec.md §4.3).
+
+  Args:
+    encoding: ``'onehot'`` (one plane per class of ``onehot_classes``, other classes and ignored pixels
+      all-zero; predicted semantics by ``source.mode``), ``'concat'`` (one plane: raw id ``id + 1`` / C,
+      ignored pixels 0), ``'contour'`` (one plane: 3x3 dilation - erosion of the ids > 0, the ignore id
+      counting as an id, as R3's -1) or ``'semconv'`` (the raw id plane ``id + 1``, ignored -1, for
+      :class:`SemanticConv`).
+    sem: the batch's semantics (``SemanticSource.resolve``).
+    source: the source (its ``mode`` turns predicted scores into one-hot planes).
+    num_classes: C.
+    onehot_classes: training ids with a plane, in plane order (None = all).
+
+  Returns:
+    (B, H, W, E) float32.
+
+  Raises:
+    ValueError: an unknown encoding.
+  """
+  if encoding == "onehot":
+    return source.planes(sem, num_classes, onehot_classes)
+  ids = sem.labels
+  valid = (ids >= 0) & (ids < num_classes)
+  if encoding == "concat":
+    # R3: raw ids -1..40, clipped at 0, divided by the number of classes.
+    return jnp.where(valid, ids + 1, 0).astype(jnp.float32)[..., None] / num_classes
+  if encoding == "contour":
+    from semdepth_jax.losses import contour_target
+
+    return contour_target(ids).astype(jnp.float32)[..., None]
+  if encoding == "semconv":
+    return jnp.where(valid, ids + 1, -1).astype(jnp.float32)[..., None]
+  raise ValueError(
+    f"encode_semantics: encoding must be one of {INPUT_ENCODINGS[1:]}, got {encoding!r}"
+  )
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The model.
 # ---------------------------------------------------------------------------------------------------------
@@ -555,25 +599,18 @@ class SemanticMD(nn.Module, DepthSegModel):
       initializing=self.is_initializing(),
       where="semantic_md",
     )
-    if self.input_encoding == "onehot":
-      return source.planes(sem, self.num_classes, self.onehot_classes)
-    ids = sem.labels
-    valid = (ids >= 0) & (ids < self.num_classes)
-    if self.input_encoding == "concat":
-      # R3: raw ids -1..40, clipped at 0, divided by the number of classes.
-      return jnp.where(valid, ids + 1, 0).astype(jnp.float32)[..., None] / self.num_classes
-    if self.input_encoding == "contour":
-      from semdepth_jax.losses import contour_target
-
-      return contour_target(ids).astype(jnp.float32)[..., None]
-    raw = jnp.where(valid, ids + 1, -1).astype(jnp.float32)[..., None]
+    planes = encode_semantics(
+      self.input_encoding, sem, source, self.num_classes, self.onehot_classes
+    )
+    if self.input_encoding != "semconv":
+      return planes
     return SemanticConv(
       width=self.semconv_width,
       out_channels=self.semconv_channels,
       drop_path=self.semconv_drop_path,
       dtype=self.dtype,
       name="semconv",
-    )(raw, train)
+    )(planes, train)
 
   @nn.compact
   def __call__(self, image: Array, labels: Array | None = None, *, train: bool = False) -> dict:

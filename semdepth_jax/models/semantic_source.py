@@ -258,20 +258,18 @@ def _load_predictor(workdir: str, step: int | None) -> Predictor:
       f"{workdir}: its model {type(model).__name__} has no seg_logits output, so it cannot supply "
       "predicted semantics"
     )
-  if "labels" in getattr(model, "INPUTS", ()):
-    raise ValueError(
-      f"{workdir}: its model {type(model).__name__} reads ground-truth labels; a semantic predictor "
-      "must see only the image"
-    )
   return Predictor(model, variables, trained.num_classes, workdir, trained.step)
 
 
 def load_predictor(workdir: str | os.PathLike, step: int | None = None) -> Predictor:
   """The segmentation model of a training workdir, restored once per process (cached).
 
+  The predictor only ever sees the image (never ``labels=``); a model that needs ground truth to run
+  fails with its own error when it is applied.
+
   Raises:
     FileNotFoundError: not a workdir / no checkpoint (from ``predict.load_trained``).
-    ValueError: the model has no ``seg_logits`` output or reads ground-truth labels.
+    ValueError: the model has no ``seg_logits`` output.
   """
   return _load_predictor(os.path.abspath(os.fspath(workdir)), None if step is None else int(step))
 
