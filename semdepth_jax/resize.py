@@ -5,6 +5,10 @@
   No value is ever interpolated, so labels stay labels and invalid (zero) depth never mixes with valid depth.
 * :func:`bilinear` — predictions (depth in metres, class probabilities): half-pixel centres, no
   antialiasing, i.e. cv2 ``INTER_LINEAR`` / PyTorch ``align_corners=False`` (docs/model_spec.md §13).
+* :func:`nearest_floor` and :func:`bilinear_align_corners` — PyTorch's legacy ``'nearest'`` (output ``i``
+  reads ``floor(i * in / out)``) and ``align_corners=True`` bilinear, for layers of models ported from
+  PyTorch that upsample that way inside the network (e.g. smp's U-Net decoder and segmentation head,
+  paper 003); never for data.
 * :func:`image` — RGB images shrunk to a model's input: bilinear with antialiasing (a triangle filter
   widened by the scale factor), so small structures are averaged rather than aliased.
 
@@ -62,6 +66,56 @@ def bilinear(x: Any, size: Sequence[int]) -> jax.Array:
     return x.astype(jnp.float32)
   shape = (x.shape[0], h, w, *x.shape[3:])
   return jax.image.resize(x.astype(jnp.float32), shape, "linear", antialias=False)
+
+
+def nearest_floor(x: Any, size: Sequence[int]) -> jax.Array:
+  """PyTorch ``F.interpolate(mode='nearest')`` on axes 1, 2: output ``i`` reads ``floor(i * in / out)``.
+
+  Equal to :func:`nearest` for integer up-scaling factors (e.g. x2 repeats every pixel twice); differs for
+  other ratios. Keeps the dtype.
+
+  Raises:
+    ValueError: a non-positive output size.
+  """
+  x = jnp.asarray(x)
+  h, w = _size(size)
+  if tuple(x.shape[1:3]) == (h, w):
+    return x
+  rows = (np.arange(h) * x.shape[1]) // h
+  cols = (np.arange(w) * x.shape[2]) // w
+  return x[:, rows][:, :, cols]
+
+
+def _align_corners_matrix(n_in: int, n_out: int) -> np.ndarray:
+  """(n_out, n_in) linear interpolation matrix: output ``i`` samples input ``i (n_in - 1) / (n_out - 1)``."""
+  m = np.zeros((n_out, n_in), np.float64)
+  scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+  for i in range(n_out):
+    src = i * scale
+    lo = min(int(np.floor(src)), n_in - 1)
+    hi = min(lo + 1, n_in - 1)
+    m[i, lo] += 1.0 - (src - lo)
+    m[i, hi] += src - lo
+  return m.astype(np.float32)
+
+
+def bilinear_align_corners(x: Any, size: Sequence[int]) -> jax.Array:
+  """Bilinear resize of (B, H, W, C) with aligned corners (PyTorch ``align_corners=True``); float32.
+
+  Two interpolation matrices (exact, differentiable); corner pixels map onto corner pixels.
+
+  Raises:
+    ValueError: a non-positive output size.
+  """
+  x = jnp.asarray(x)
+  h, w = _size(size)
+  if tuple(x.shape[1:3]) == (h, w):
+    return x.astype(jnp.float32)
+  mh = jnp.asarray(_align_corners_matrix(x.shape[1], h))
+  mw = jnp.asarray(_align_corners_matrix(x.shape[2], w))
+  return jnp.einsum(
+    "bhwc,ih,jw->bijc", x.astype(jnp.float32), mh, mw, precision=jax.lax.Precision.HIGHEST
+  )
 
 
 def image(x: Any, size: Sequence[int]) -> jax.Array:

@@ -63,8 +63,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from semdepth_jax import resize
 from semdepth_jax.models import backbones, layers
 from semdepth_jax.models import ohess as ohess_lib
 from semdepth_jax.models import semantic_source as source_lib
@@ -138,46 +138,20 @@ def _bn(train: bool, name: str, dtype: Any) -> nn.Module:
   return layers.batch_norm(train, layers.TORCH_BN, dtype=dtype, name=name)
 
 
-def _align_corners_matrix(n_in: int, n_out: int) -> np.ndarray:
-  """(n_out, n_in) linear interpolation matrix with aligned corners (PyTorch ``align_corners=True``)."""
-  m = np.zeros((n_out, n_in), np.float64)
-  scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
-  for i in range(n_out):
-    src = i * scale
-    lo = min(int(math.floor(src)), n_in - 1)
-    hi = min(lo + 1, n_in - 1)
-    m[i, lo] += 1.0 - (src - lo)
-    m[i, hi] += src - lo
-  return m.astype(np.float32)
-
-
 def upsample_bilinear_align_corners(x: Array, size: Sequence[int]) -> Array:
-  """Bilinear resize of (B, h, w, C) to (B, *size, C) with aligned corners.
+  """Bilinear x-up of smp's ``SegmentationHead`` (docs/model_spec.md §4.4), aligned corners.
 
-  smp's ``SegmentationHead`` upsampling (``nn.UpsamplingBilinear2d`` / ``Upsample(align_corners=True)``,
-  docs/model_spec.md §4.4, §13): output ``i`` samples input ``i (h - 1) / (H - 1)``. Two interpolation
-  matrices, exact and differentiable.
+  ``resize.bilinear_align_corners`` in ``x``'s dtype.
   """
-  H, W = int(size[0]), int(size[1])
-  if tuple(x.shape[1:3]) == (H, W):
-    return x
-  mh = jnp.asarray(_align_corners_matrix(x.shape[1], H), x.dtype)
-  mw = jnp.asarray(_align_corners_matrix(x.shape[2], W), x.dtype)
-  return jnp.einsum("bhwc,ih,jw->bijc", x, mh, mw, precision=jax.lax.Precision.HIGHEST)
+  return resize.bilinear_align_corners(x, size).astype(x.dtype)
 
 
 def upsample_nearest(x: Array, size: Sequence[int]) -> Array:
-  """Nearest resize of (B, h, w, C) with PyTorch's rule: output ``i`` reads input ``floor(i h / H)``.
+  """Nearest upsampling of smp's ``UnetDecoderBlock`` (docs/model_spec.md §4.1), PyTorch's rule.
 
-  smp ``UnetDecoderBlock`` (``F.interpolate(mode='nearest')``); for H = 2h it repeats every pixel twice.
+  ``resize.nearest_floor`` (``F.interpolate(mode='nearest')``).
   """
-  H, W = int(size[0]), int(size[1])
-  h, w = x.shape[1], x.shape[2]
-  if (h, w) == (H, W):
-    return x
-  rows = (np.arange(H) * h) // H
-  cols = (np.arange(W) * w) // W
-  return x[:, rows][:, :, cols]
+  return resize.nearest_floor(x, size)
 
 
 # ---------------------------------------------------------------------------------------------------------

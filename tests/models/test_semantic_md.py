@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from semdepth_jax import resize
 from semdepth_jax.models import get_model
 from semdepth_jax.models import semantic_md as smd
 
@@ -249,6 +250,10 @@ def test_upsampling_helpers_follow_pytorch():
   # nearest, 2 -> 5 (PyTorch: floor(i * 2 / 5) = 0, 0, 0, 1, 1).
   near = smd.upsample_nearest(x, (2, 5))[0, 0, :, 0]
   np.testing.assert_array_equal(near, [0.0, 0.0, 0.0, 1.0, 1.0])
+  # ... unlike the data rule (aligned centres: floor((i + 0.5) * 2 / 5) = 0, 0, 1, 1, 1) ...
+  np.testing.assert_array_equal(resize.nearest(x, (2, 5))[0, 0, :, 0], [0.0, 0.0, 1.0, 1.0, 1.0])
+  # ... with which it agrees for x2 (every pixel twice).
+  np.testing.assert_array_equal(smd.upsample_nearest(x, (4, 4)), resize.nearest(x, (4, 4)))
 
 
 @pytest.mark.parametrize(
