@@ -2,20 +2,21 @@
 
 ::
 
-  nice -n 10 python benchmarks/semantic_md_compare.py --seeds 3 --size tiny --image_size 64,112 \
-      --root runs/semantic_md_compare --data_dir DIR [--shared ../shared/data] [--onehot 40] [--steps N]
+  JAX_COMPILATION_CACHE_DIR=DIR nice -n 10 python benchmarks/semantic_md_compare.py --seeds 3 \
+      --size tiny --image_size 64,96 --steps 100 \
+      --root runs/semantic_md_compare --data_dir DIR [--shared ../shared/data] [--onehot 40]
 
-Per seed (``configs/semantic_md.py`` presets on ``replica/nyu40``, built from ``--shared`` if missing):
+Runs, each over the seeds (``configs/semantic_md.py`` presets on ``replica/nyu40``, built from
+``--shared`` if missing):
 
 1. ``seg``: the semantic-only U-Net (the predictor of "predicted semantics");
 2. ``baseline`` (sigmoid depth, L1);
 3. ``1hot-N (GT)``: one-hot planes of the ground-truth top-N classes, trained and evaluated on ground truth
-   (the paper's setting);
-4. ``1hot-N (pred.)``: the same model trained and evaluated on the arg-max of run 1's predictions
-   (``semantics=predicted``), which the paper does not test;
-5. ``1hot-N (GT -> pred.)``: run 3's weights evaluated on run 1's predictions (train on ground truth,
-   deploy on a segmenter's output; only ``config.model.semantic_source`` changes);
-6. ``2-head``: depth + 40-class semantics, CE x 0.07.
+   (the paper's setting), and also evaluated on run 1's predictions (``1hot-N (GT -> pred.)``: train on ground truth, deploy on a
+   segmenter's output; only ``config.model.semantic_source`` changes);
+4. ``2-head``: depth + 40-class semantics, CE x 0.07;
+5. ``1hot-N (pred.)``: the 1hot-N model trained and evaluated on the arg-max of run 1's predictions
+   (``semantics=predicted``), which the paper does not test.
 
 Training reads the train split from memory, each example resized once to cover the input (the same
 ``transforms.resize_to_cover`` the pipeline applies, so batches are what ``semdepth train`` would produce;
@@ -65,8 +66,8 @@ def _runs(n: int) -> list[Run]:
     Run("seg", "segmentation (predictor)", "seg"),
     Run("baseline", "baseline (l1)", "baseline"),
     Run(f"1hot{n}_gt", f"1hot-{n} (GT)", f"1hot{n}"),
-    Run(f"1hot{n}_pred", f"1hot-{n} (pred.)", f"1hot{n}", "predicted"),
     Run("2head", "2-head", "2head"),
+    Run(f"1hot{n}_pred", f"1hot-{n} (pred.)", f"1hot{n}", "predicted"),
   ]
 
 
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--size", default="tiny", choices=("tiny", "small"))
-  parser.add_argument("--image_size", default="64,112", help="H,W (Replica is 680x1200)")
+  parser.add_argument("--image_size", default="64,96", help="H,W (Replica is 680x1200)")
   parser.add_argument("--steps", type=int, default=0, help="batches per run (0 = the preset's)")
   parser.add_argument("--onehot", type=int, default=40, choices=(40, 20, 3))
   parser.add_argument("--root", default=os.path.join("runs", "semantic_md_compare"))
