@@ -262,13 +262,14 @@ def _model_config(model: str, size: str, dataset: str) -> ml_collections.ConfigD
       "ohess_source": "unet",
       # Paper: per-class sigmoid > 0.5 (BCE-trained planes); fast recipe: one-hot of the softmax argmax.
       "ohess_mode": "threshold" if size == "paper" else "argmax",
-      "unet_base_width": w["unet"],
-      "unet_dropout_rate": 0.05,
-      "depth_widths": widths,
-      "depth_bottleneck_width": bottleneck,
-      "depth_up_widths": up,
-      "depth_dropout_rate": 0.0,
-      "depth_conv_transpose_impl": up_impl,
+      "unet": {"base_width": w["unet"], "dropout_rate": 0.05},
+      "depth_net": {
+        "widths": widths,
+        "bottleneck_width": bottleneck,
+        "up_widths": up,
+        "dropout_rate": 0.0,
+        "conv_transpose_impl": up_impl,
+      },
       **_depth_head(size, dataset, "relu"),
     }
   )

@@ -77,6 +77,8 @@ def get_model(name: str, **overrides) -> nn.Module:
     TypeError: an override that is not an attribute of the model (the message lists the valid ones).
   """
   cls = _lookup(name)
+  if hasattr(cls, "upgrade_kwargs"):  # attributes renamed since earlier workdirs' configs
+    overrides = cls.upgrade_kwargs(overrides)
   valid = model_attributes(name)
   unknown = sorted(set(overrides) - set(valid))
   if unknown:

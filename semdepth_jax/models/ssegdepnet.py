@@ -29,7 +29,8 @@ returned unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -46,6 +47,46 @@ Array = jax.Array
 
 STAGES = ("full", "seg")
 OHESS_SOURCES = ("unet", "gt")
+
+# Submodule attributes SSegDepNet sets itself (not accepted in the nested sub-configs).
+_UNET_OWN = ("num_classes", "dtype", "name", "parent")
+_DEPTH_NET_OWN = (
+  "num_classes",
+  "ohess_classes",
+  "ohess_ignore",
+  "final_activation",
+  "depth_output",
+  "max_depth",
+  "depth_norm",
+  "depth_prior",
+  "dtype",
+  "name",
+  "parent",
+)
+# Flat attributes of configs written before the nested sub-configs -> (sub-config, attribute).
+_LEGACY_ATTRIBUTES = {
+  "unet_base_width": ("unet", "base_width"),
+  "unet_dropout_rate": ("unet", "dropout_rate"),
+  "depth_widths": ("depth_net", "widths"),
+  "depth_bottleneck_width": ("depth_net", "bottleneck_width"),
+  "depth_up_widths": ("depth_net", "up_widths"),
+  "depth_dropout_rate": ("depth_net", "dropout_rate"),
+  "depth_dropout_placement": ("depth_net", "dropout_placement"),
+  "paper_output_size": ("depth_net", "paper_output_size"),
+  "depth_conv_transpose_impl": ("depth_net", "conv_transpose_impl"),
+}
+
+
+def _sub_config(
+  key: str, values: Mapping[str, Any] | None, cls: type, own: Sequence[str]
+) -> dict[str, Any]:
+  """``values`` checked against ``cls``'s attributes; lists become tuples (JSON round trips)."""
+  values = dict(values or {})
+  valid = sorted(f.name for f in dataclasses.fields(cls) if f.name not in own)
+  unknown = sorted(set(values) - set(valid))
+  if unknown:
+    raise TypeError(f"ssegdepnet.{key}: unknown attribute(s) {unknown}; valid: {valid}")
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
 class SSegDepNet(nn.Module, DepthSegModel):
@@ -66,13 +107,14 @@ class SSegDepNet(nn.Module, DepthSegModel):
       ``'argmax'``, ``'softmax'`` or ``'sigmoid'`` (differentiable); see
       :func:`semdepth_jax.models.ohess.ohess_from_logits`.
     ohess_ignore: ground-truth OHESS of ignored pixels, ``'zero'`` or ``'plane0'``.
-    unet_base_width: U-Net first-stage width (64).
-    unet_dropout_rate: U-Net dropout (0.05).
-    depth_widths: 3D CNN-UP stage widths (64, 64, 64).
-    depth_bottleneck_width: 3D CNN-UP conv7 width (64).
-    depth_up_widths: 3D CNN-UP deconv1/2 widths (64, 64).
-    depth_dropout_rate: 3D CNN-UP dropout (0; 0.5 = 3D CNN-UP^do).
-    depth_dropout_placement: ``'after_pool'`` or ``'after_conv'``.
+    unet: attributes of the :class:`~semdepth_jax.models.unet.UNet` submodule (nested sub-config), e.g.
+      ``{'base_width': 64, 'dropout_rate': 0.05}`` (the defaults); ``num_classes`` and the transposed-conv
+      implementation come from this model.
+    depth_net: attributes of the :class:`~semdepth_jax.models.cnn3d.CNN3DUP` submodule (nested
+      sub-config), e.g. ``{'widths': (64, 64, 64), 'bottleneck_width': 64, 'up_widths': (64, 64),
+      'dropout_rate': 0.0, 'dropout_placement': 'after_pool', 'paper_output_size': False,
+      'conv_transpose_impl': 'resize_conv'}`` (its own defaults otherwise); classes, OHESS options and the
+      depth-head attributes below come from this model.
     final_activation: depth head activation (``'relu'``, code).
     depth_output: ``'metres'`` (default) or ``'inverted_normalised'`` (paper 000's target convention).
     max_depth: metres scale of a sigmoid depth head when ``depth_output='metres'``.
@@ -80,10 +122,9 @@ class SSegDepNet(nn.Module, DepthSegModel):
       ``max_depth``); read by ``decode`` (docs/model_spec.md §1.0).
     depth_prior: metres, typical depth of the data; ``'log'`` heads are offset by its log (see
       ``layers.depth_head_output``).
-    paper_output_size: upsample depth to the input size (paper) instead of 184x312 (code).
-    conv_transpose_impl: transposed-conv implementation of both submodules (see ``layers``).
-    depth_conv_transpose_impl: the 3D CNN-UP's own implementation (None = ``conv_transpose_impl``); the
-      small / tiny presets use ``'resize_conv'`` there and keep the U-Net's.
+    conv_transpose_impl: transposed-conv implementation of both submodules (see ``layers``); a
+      ``depth_net['conv_transpose_impl']`` overrides it for the 3D CNN-UP (the small / tiny presets use
+      ``'resize_conv'`` there and keep the U-Net's).
     dtype: computation dtype.
   """
 
@@ -96,22 +137,29 @@ class SSegDepNet(nn.Module, DepthSegModel):
   ohess_source: str = "unet"
   ohess_mode: str = "threshold"
   ohess_ignore: str = "zero"
-  unet_base_width: int = 64
-  unet_dropout_rate: float = 0.05
-  depth_widths: Sequence[int] = (64, 64, 64)
-  depth_bottleneck_width: int = 64
-  depth_up_widths: Sequence[int] = (64, 64)
-  depth_dropout_rate: float = 0.0
-  depth_dropout_placement: str = "after_pool"
+  unet: Mapping[str, Any] | None = None
+  depth_net: Mapping[str, Any] | None = None
   final_activation: str = "relu"
   depth_output: str = "metres"
   max_depth: float | None = None
   depth_norm: float | None = None
   depth_prior: float | None = None
-  paper_output_size: bool = False
   conv_transpose_impl: str = "depth_to_space"
-  depth_conv_transpose_impl: str | None = None
   dtype: Any = jnp.float32
+
+  @classmethod
+  def upgrade_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Moves the flat ``unet_*`` / ``depth_*`` attributes of earlier configs into the nested sub-configs.
+
+    Workdirs written before the sub-configs existed keep loading (``semdepth evaluate`` / ``predict``).
+    """
+    kwargs = dict(kwargs)
+    for old, (sub, new) in _LEGACY_ATTRIBUTES.items():
+      if old in kwargs:
+        value = kwargs.pop(old)
+        if value is not None:
+          kwargs[sub] = {**(kwargs.get(sub) or {}), new: value}
+    return kwargs
 
   def setup(self):
     """Validates the options and creates the ``unet`` and ``depth_net`` submodules."""
@@ -126,30 +174,27 @@ class SSegDepNet(nn.Module, DepthSegModel):
         f"ssegdepnet: ohess_mode must be one of {ohess_lib.OHESS_MODES}, got {self.ohess_mode!r}"
       )
     ohess_lib.check_classes(self.ohess_classes, self.num_classes, "ssegdepnet")
-    self.unet = UNet(
+    unet = _sub_config("unet", self.unet, UNet, _UNET_OWN)
+    depth_net = _sub_config("depth_net", self.depth_net, CNN3DUP, _DEPTH_NET_OWN)
+    self.unet_module = UNet(
       num_classes=self.num_classes,
-      base_width=self.unet_base_width,
-      dropout_rate=self.unet_dropout_rate,
       conv_transpose_impl=self.conv_transpose_impl,
       dtype=self.dtype,
+      name="unet",
+      **unet,
     )
-    self.depth_net = CNN3DUP(
+    self.depth_net_module = CNN3DUP(
+      **{"conv_transpose_impl": self.conv_transpose_impl, **depth_net},
       num_classes=self.num_classes,
       ohess_classes=self.ohess_classes,
       ohess_ignore=self.ohess_ignore,
-      widths=self.depth_widths,
-      bottleneck_width=self.depth_bottleneck_width,
-      up_widths=self.depth_up_widths,
-      dropout_rate=self.depth_dropout_rate,
-      dropout_placement=self.depth_dropout_placement,
       final_activation=self.final_activation,
       depth_output=self.depth_output,
       max_depth=self.max_depth,
       depth_norm=self.depth_norm,
       depth_prior=self.depth_prior,
-      paper_output_size=self.paper_output_size,
-      conv_transpose_impl=self.depth_conv_transpose_impl or self.conv_transpose_impl,
       dtype=self.dtype,
+      name="depth_net",
     )
 
   def __call__(self, image: Array, labels: Array | None = None, *, train: bool = False) -> dict:
@@ -175,7 +220,7 @@ class SSegDepNet(nn.Module, DepthSegModel):
     init = self.is_initializing()
     seg = None
     if init or self.stage == "seg" or self.ohess_source == "unet":
-      seg = self.unet(image, train=train)
+      seg = self.unet_module(image, train=train)
     if self.stage == "seg" and not init:
       return seg
 
@@ -196,7 +241,7 @@ class SSegDepNet(nn.Module, DepthSegModel):
       where="ssegdepnet",
     )
     planes = source.planes(sem, self.num_classes, self.ohess_classes, ignore_mode=self.ohess_ignore)
-    out = self.depth_net(image, train=train, ohess=planes)
+    out = self.depth_net_module(image, train=train, ohess=planes)
     if self.stage == "seg":  # Only reached in init: both subtrees exist, the output is stage 1's.
       return seg
     aux = {"ohess": planes}

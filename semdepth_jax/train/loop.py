@@ -217,7 +217,16 @@ def model_kwargs(config: Any, stage_cfg: Any | None = None) -> dict[str, Any]:
   kwargs.setdefault("num_classes", resolved_num_classes(config))
   if kwargs.get("depth_output") == "inverted_normalised" and kwargs.get("depth_norm") is None:
     kwargs["depth_norm"] = depth_norm_of(config)
-  return {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
+  return {k: _tuples(v) for k, v in kwargs.items()}
+
+
+def _tuples(value: Any) -> Any:
+  """Lists (JSON round trips of tuples) become tuples, also inside nested sub-configs."""
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  return value
 
 
 def plan_stages(

@@ -21,10 +21,8 @@ TINY = {
   "cnn3d_s": {"widths": (2, 2, 3)},
   "cnn3d_up": {"widths": (2, 2, 2), "bottleneck_width": 3, "up_widths": (2, 3)},
   "ssegdepnet": {
-    "unet_base_width": 2,
-    "depth_widths": (2, 2, 2),
-    "depth_bottleneck_width": 2,
-    "depth_up_widths": (2, 2),
+    "unet": {"base_width": 2},
+    "depth_net": {"widths": (2, 2, 2), "bottleneck_width": 2, "up_widths": (2, 2)},
   },
 }
 TINY_HW = (32, 48)
@@ -498,3 +496,49 @@ def test_exact_conv_transpose_impls_give_the_same_model(name):
   other = get_model(name, **TINY[name], conv_transpose_impl="depth_to_space")
   out = jax.jit(lambda v: other.apply(v, image, labels))(v)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), ref, out)
+
+
+def test_ssegdepnet_sub_configs_reach_the_submodules_and_reject_unknown_keys():
+  image, labels = tiny_batch(batch=1)
+  model = get_model(
+    "ssegdepnet",
+    unet={"base_width": 2},
+    depth_net={"widths": [2, 3, 2], "bottleneck_width": 5, "up_widths": (2, 2)},
+  )
+  params = model.init(key(0), image, labels)["params"]
+  # U-Net widths base_width * (1, 2, 4, 8, 16); 3D CNN-UP's conv7 has bottleneck_width filters.
+  unet = {leaf.shape[-1] for leaf in jax.tree.leaves(params["unet"]["c1"]) if leaf.ndim == 4}
+  assert unet == {2}
+  assert max(leaf.shape[-1] for leaf in jax.tree.leaves(params["unet"]) if leaf.ndim == 4) in (
+    32,
+    NC,
+  )
+  widths = {leaf.shape[-1] for leaf in jax.tree.leaves(params["depth_net"]) if leaf.ndim == 5}
+  assert 5 in widths and 3 in widths
+  with pytest.raises(TypeError, match=r"ssegdepnet\.depth_net: unknown attribute\(s\) \['width'\]"):
+    get_model("ssegdepnet", depth_net={"width": 2}).init(key(0), image, labels)
+  with pytest.raises(
+    TypeError, match=r"ssegdepnet\.unet: unknown attribute\(s\) \['num_classes'\]"
+  ):
+    get_model("ssegdepnet", unet={"num_classes": 3}).init(key(0), image, labels)
+
+
+def test_ssegdepnet_flat_attributes_of_earlier_configs_still_load():
+  image, labels = tiny_batch(batch=1)
+  legacy = get_model(
+    "ssegdepnet",
+    unet_base_width=2,
+    depth_widths=(2, 2, 2),
+    depth_bottleneck_width=2,
+    depth_up_widths=(2, 2),
+    depth_conv_transpose_impl="resize_conv",
+  )
+  nested = get_model(
+    "ssegdepnet",
+    **TINY["ssegdepnet"]
+    | {"depth_net": {**TINY["ssegdepnet"]["depth_net"], "conv_transpose_impl": "resize_conv"}},
+  )
+  a = legacy.init(key(0), image, labels)
+  b = nested.init(key(0), image, labels)
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  np.testing.assert_array_equal(legacy.apply(a, image)["depth"], nested.apply(b, image)["depth"])
