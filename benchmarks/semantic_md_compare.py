@@ -221,23 +221,27 @@ def run_one(run: Run, args, seed: int, examples) -> dict:
 
   workdir = os.path.join(args.root, run.key, f"seed{seed}")
   done = os.path.join(workdir, "compare_results.json")
-  if os.path.isfile(done):
-    with open(done, encoding="utf-8") as f:
-      return json.load(f)
   seg_workdir = os.path.join(args.root, "seg", f"seed{seed}")
   config = _config(run, args, seed, seg_workdir)
-  t0 = time.perf_counter()
-  result = loop.train(config, workdir, components=_components(config, examples))
-  out = {"run": run.key, "seed": seed, "steps": result.step, "train_s": time.perf_counter() - t0}
-  std = standard_metrics(config, workdir)
-  out["standard"] = std["model"]
-  out["standard_baseline"] = std["baseline"]
-  if run.preset != "seg":
-    out["r3"] = r3_metrics(config, workdir)
-  if run.semantics == "gt" and run.key.startswith("1hot"):
-    pred = {"source": "predicted", "workdir": seg_workdir}
-    out["r3_on_pred"] = r3_metrics(config, workdir, pred)
-    out["standard_on_pred"] = standard_metrics(config, workdir, pred)["model"]
+  pred = {"source": "predicted", "workdir": seg_workdir}
+  on_pred = run.semantics == "gt" and run.key.startswith("1hot")
+  if os.path.isfile(done):
+    with open(done, encoding="utf-8") as f:
+      out = json.load(f)
+  else:
+    t0 = time.perf_counter()
+    result = loop.train(config, workdir, components=_components(config, examples))
+    out = {"run": run.key, "seed": seed, "steps": result.step, "train_s": time.perf_counter() - t0}
+    if run.preset != "seg":
+      out["r3"] = r3_metrics(config, workdir)
+    if on_pred:
+      out["r3_on_pred"] = r3_metrics(config, workdir, pred)
+  if not args.skip_standard and "standard" not in out:
+    std = standard_metrics(config, workdir)
+    out["standard"] = std["model"]
+    out["standard_baseline"] = std["baseline"]
+    if on_pred:
+      out["standard_on_pred"] = standard_metrics(config, workdir, pred)["model"]
   with open(done, "w", encoding="utf-8") as f:
     json.dump(out, f, indent=2)
   return out
@@ -266,7 +270,8 @@ def summarise(results: dict[str, list[dict]], n: int) -> tuple[str, dict]:
     runs = results.get(key, [])
     if not runs or any(r3_field not in r for r in runs):
       continue  # not (yet) trained: the table shows what has finished
-    rows.append((label, [r[r3_field] for r in runs], [r[std_field] for r in runs]))
+    std = [r[std_field] for r in runs] if all(std_field in r for r in runs) else None
+    rows.append((label, [r[r3_field] for r in runs], std))
   seeds = len(results.get(base_key, []))
   lines = [
     f"R3 protocol (`r3_semantic_md`), {seeds} seeds, mean ± std:",
@@ -277,8 +282,10 @@ def summarise(results: dict[str, list[dict]], n: int) -> tuple[str, dict]:
   for label, r3, _ in rows:
     cells = [f"{m:.3f} ± {s:.3f}" for m, s in (_stats([r[k] for r in r3]) for k in R3_KEYS)]
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
-  any_run = next(r for runs in results.values() for r in runs)
-  base_std = any_run["standard_baseline"]
+  base_std = next(
+    (r["standard_baseline"] for runs in results.values() for r in runs if "standard_baseline" in r),
+    None,
+  )
   lines += [
     "",
     "Standard protocol (`semdepth_jax.evaluate`, replica/nyu40 validation at 680x1200, "
@@ -288,19 +295,25 @@ def summarise(results: dict[str, list[dict]], n: int) -> tuple[str, dict]:
     "|---|" + "---|" * len(STD_KEYS),
   ]
   for label, _, std in rows:
+    if std is None:
+      lines.append(f"| {label} | " + " | ".join("not evaluated" for _ in STD_KEYS) + " |")
+      continue
     cells = [f"{m:.3f} ± {s:.3f}" for m, s in (_stats([r[k] for r in std]) for k in STD_KEYS)]
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
-  lines.append(
-    "| mean training depth (trivial) | " + " | ".join(f"{base_std[k]:.3f}" for k in STD_KEYS) + " |"
-  )
-  seg = results.get("seg", [])
+  if base_std is not None:
+    lines.append(
+      "| mean training depth (trivial) | "
+      + " | ".join(f"{base_std[k]:.3f}" for k in STD_KEYS)
+      + " |"
+    )
+  seg = [r for r in results.get("seg", []) if "standard" in r]
   if seg:
     m, s = _stats([r["standard"]["miou"] for r in seg])
     p, q = _stats([r["standard"]["pixel_acc"] for r in seg])
     lines.append(
       f"\nPredictor (model=seg) on validation: mIoU {m:.3f} ± {s:.3f}, pixel acc {p:.3f} ± {q:.3f}."
     )
-  if results.get("2head"):
+  if results.get("2head") and all("standard" in r for r in results["2head"]):
     m, s = _stats([r["standard"]["miou"] for r in results["2head"]])
     lines.append(f"2-head semantic head on validation: mIoU {m:.3f} ± {s:.3f}.")
 
@@ -313,6 +326,8 @@ def summarise(results: dict[str, list[dict]], n: int) -> tuple[str, dict]:
       ("r3", a[1], b[1], R3_KEYS),
       ("standard", a[2], b[2], STD_KEYS),
     ):
+      if a_runs is None or b_runs is None:
+        continue  # standard protocol not evaluated (--skip_standard)
       for k in keys:
         av, bv = [r[k] for r in a_runs], [r[k] for r in b_runs]
         (am, asd), (bm, bsd) = _stats(av), _stats(bv)
@@ -365,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--data_dir", default=None)
   parser.add_argument("--shared", default=os.path.join("..", "shared", "data"))
   parser.add_argument(
+    "--skip_standard",
+    action="store_true",
+    help="R3 protocol only (at the model input; cheap); a later run without it adds the standard one",
+  )
+  parser.add_argument(
     "--summary_only",
     action="store_true",
     help="summarise the finished runs under --root, train none",
@@ -395,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
       results.setdefault(run.key, []).append(res)
       print(
         f"{run.label} seed {seed}: {res['steps']} steps, {res['train_s']:.0f}s; "
-        + ", ".join(f"{k} {v:.3f}" for k, v in res.get("r3", res["standard"]).items()),
+        + ", ".join(f"{k} {v:.3f}" for k, v in (res.get("r3") or res.get("standard", {})).items()),
         flush=True,
       )
       md = _write_summary(results, args)

@@ -65,3 +65,14 @@ def test_partial_results_summarise_what_has_finished(compare):
   md, claims = compare.summarise(results, 40)
   assert "1hot-40 (GT) > baseline" in claims and "2-head >= baseline" not in claims
   assert "2-head |" not in md
+
+
+def test_r3_only_results_leave_the_standard_table_unevaluated(compare):
+  def r3_only(abs_rel, delta1):
+    return {"r3": _run(abs_rel, delta1)["r3"]}
+
+  results = {"baseline": [r3_only(0.3, 0.5)] * 2, "1hot40_gt": [r3_only(0.2, 0.6)] * 2}
+  md, claims = compare.summarise(results, 40)
+  per = claims["1hot-40 (GT) > baseline"]
+  assert set(per) == {f"r3/{k}" for k in compare.R3_KEYS} and per["r3/rmse"]["holds"]
+  assert "| baseline (l1) | not evaluated |" in md
