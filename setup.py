@@ -61,7 +61,14 @@ setuptools.setup(
     "tf": ["tensorflow-cpu>=2.16"],
     # Reference implementations for the parity tests and weight conversion from .pth files (CPU use).
     # These pins are the releases whose wheels CI machines hold locally (no multi-GB download).
-    "parity": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0"],
+    # segmentation-models-pytorch: paper 003's reference U-Net / DeepLabV3 (tests/parity); it installs
+    # beside the pinned torch without replacing it.
+    "parity": [
+      "torch==2.14.1",
+      "torchvision==0.29.1",
+      "timm>=1.0",
+      "segmentation-models-pytorch>=0.5",
+    ],
   },
   entry_points={"console_scripts": ["semdepth=semdepth_jax.main:main"]},
 )

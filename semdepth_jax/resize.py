@@ -5,9 +5,11 @@
   No value is ever interpolated, so labels stay labels and invalid (zero) depth never mixes with valid depth.
 * :func:`bilinear` — predictions (depth in metres, class probabilities): half-pixel centres, no
   antialiasing, i.e. cv2 ``INTER_LINEAR`` / PyTorch ``align_corners=False`` (docs/model_spec.md §13).
-* :func:`bilinear_align_corners` — Caffe's ``Interp`` layer (DeepLab, DepthNet; paper 001): bilinear
-  with the first and last pixels of input and output aligned (PyTorch ``align_corners=True``), used only
-  where a paper's network upsamples this way inside the model (model_spec §2.2).
+* :func:`bilinear_align_corners` — Caffe's ``Interp`` layer and PyTorch ``align_corners=True``:
+  bilinear with the first and last pixels of input and output aligned (DeepLab, DepthNet, paper 001;
+  smp's segmentation heads, paper 003; docs/model_spec.md §2.2), and :func:`nearest_floor`, PyTorch's
+  legacy ``'nearest'`` (output ``i`` reads ``floor(i * in / out)``; smp's U-Net decoder, paper 003). Both
+  only for layers inside models that upsample this way, never for data.
 * :func:`image` — RGB images shrunk to a model's input: bilinear with antialiasing (a triangle filter
   widened by the scale factor), so small structures are averaged rather than aliased.
 
@@ -66,6 +68,24 @@ def bilinear(x: Any, size: Sequence[int]) -> jax.Array:
     return x.astype(jnp.float32)
   shape = (x.shape[0], h, w, *x.shape[3:])
   return jax.image.resize(x.astype(jnp.float32), shape, "linear", antialias=False)
+
+
+def nearest_floor(x: Any, size: Sequence[int]) -> jax.Array:
+  """PyTorch ``F.interpolate(mode='nearest')`` on axes 1, 2: output ``i`` reads ``floor(i * in / out)``.
+
+  Equal to :func:`nearest` for integer up-scaling factors (e.g. x2 repeats every pixel twice); differs for
+  other ratios. Keeps the dtype.
+
+  Raises:
+    ValueError: a non-positive output size.
+  """
+  x = jnp.asarray(x)
+  h, w = _size(size)
+  if tuple(x.shape[1:3]) == (h, w):
+    return x
+  rows = (np.arange(h) * x.shape[1]) // h
+  cols = (np.arange(w) * x.shape[2]) // w
+  return x[:, rows][:, :, cols]
 
 
 def image(x: Any, size: Sequence[int]) -> jax.Array:

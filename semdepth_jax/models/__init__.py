@@ -22,6 +22,7 @@ from semdepth_jax.models.deeplab import DeepLabRegression, DeepLabSID, DeepLabV2
 from semdepth_jax.models.ds_sidenet import DSSIDENet
 from semdepth_jax.models.hybridnet import DeepLabVGG, DepthNet, HybridNetA1, HybridNetA2
 from semdepth_jax.models.scrx import SCRX
+from semdepth_jax.models.semantic_md import SemanticMD
 from semdepth_jax.models.ssegdepnet import SSegDepNet
 from semdepth_jax.models.unet import UNet
 
@@ -43,6 +44,8 @@ MODELS: dict[str, type[nn.Module]] = {
   "deeplab_regression": DeepLabRegression,
   # Paper 004 (Ren et al.), model_spec §5: low / high depth range by `variant`.
   "ds_sidenet": DSSIDENet,
+  # Paper 003 (Charyyev et al., Semantic-MD), model_spec §4.
+  "semantic_md": SemanticMD,
 }
 """Registered models: name -> linen Module class."""
 

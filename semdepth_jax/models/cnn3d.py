@@ -43,7 +43,7 @@ the ``paper_output_size`` option, off by default like the code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -74,6 +74,7 @@ def _volume(module: nn.Module, image, labels, ohess, where: str) -> Array:
     ignore_mode=module.ohess_ignore,
     initializing=module.is_initializing(),
     where=where,
+    source=module.semantic_source,
   )
   vol = ohess_lib.rgb_ohess_volume(image.astype(jnp.float32), planes, MIN_VOLUME_DEPTH)
   return vol.astype(module.dtype)
@@ -96,6 +97,9 @@ class CNN3DS(nn.Module, DepthSegModel):
     num_classes: training ids of the dataset (meta info); 14 in paper 000.
     ohess_classes: class ids that get a plane; ``None`` = all ``num_classes``.
     ohess_ignore: ``'zero'`` or ``'plane0'``, see :func:`semdepth_jax.models.ohess.ohess_from_labels`.
+    semantic_source: where the OHESS planes come from (``semdepth_jax.models.semantic_source``; None =
+      ground-truth ``labels``, as the paper; ``{'source': 'predicted', 'workdir': W}`` = a trained
+      segmentation run's predictions).
     widths: widths of the three two-conv stages (64, 64, 128).
     final_activation: ``'sigmoid'`` (code; paper's 3D CNN-S^sigm, default) or ``'relu'`` (3D CNN-S^relu).
     depth_output: ``'inverted_normalised'`` (default; paper 000's [0, 1] target) or ``'metres'`` (a
@@ -115,6 +119,7 @@ class CNN3DS(nn.Module, DepthSegModel):
   num_classes: int = 14
   ohess_classes: tuple[int, ...] | None = None
   ohess_ignore: str = "zero"
+  semantic_source: Mapping[str, Any] | str | None = None
   widths: Sequence[int] = (64, 64, 128)
   final_activation: str = "sigmoid"
   depth_output: str = "inverted_normalised"
@@ -193,6 +198,9 @@ class CNN3DUP(nn.Module, DepthSegModel):
     num_classes: training ids of the dataset (meta info); 14 in paper 000.
     ohess_classes: class ids that get a plane; ``None`` = all ``num_classes``.
     ohess_ignore: ``'zero'`` or ``'plane0'``, see :func:`semdepth_jax.models.ohess.ohess_from_labels`.
+    semantic_source: where the OHESS planes come from (``semdepth_jax.models.semantic_source``; None =
+      ground-truth ``labels``, as the paper; ``{'source': 'predicted', 'workdir': W}`` = a trained
+      segmentation run's predictions).
     widths: widths of the three two-conv stages (64, 64, 64).
     bottleneck_width: width of the 'valid' conv7 (64).
     up_widths: widths of deconv1, deconv2 (64, 64); deconv3 has 1 output channel.
@@ -221,6 +229,7 @@ class CNN3DUP(nn.Module, DepthSegModel):
   num_classes: int = 14
   ohess_classes: tuple[int, ...] | None = None
   ohess_ignore: str = "zero"
+  semantic_source: Mapping[str, Any] | str | None = None
   widths: Sequence[int] = (64, 64, 64)
   bottleneck_width: int = 64
   up_widths: Sequence[int] = (64, 64)

@@ -16,6 +16,10 @@ Depth units (:data:`DEPTH_OUTPUTS`) of the raw ``depth`` output:
 * ``'inverted_normalised'``: paper 000's target ``1 - min(d / depth_norm, 1)`` (docs/model_spec.md §1.0);
   metres ``= (1 - clip(y, 0, 1)) * depth_norm`` (``depth_bins.from_inverted_normalised``).
 * ``'log'``: natural log of metres; metres ``= exp(clip(y, -LOG_CLIP, LOG_CLIP))``.
+* ``'normalised'``: paper 003's target ``clip(d, 0, depth_norm) / depth_norm`` (docs/model_spec.md §4.2, §4.5;
+  ``depth_norm`` = 15 m there); metres ``= y * depth_norm``, unclipped: a sigmoid head (003's baseline)
+  stays in (0, depth_norm), an unbounded head (003's multi-task models, §4.4) may leave it, and the
+  evaluation protocols clamp predictions themselves (R3 at ``1e-4 * 15`` m, §8.4).
 * ``'bins'``: depth as classification (papers 002, 004): the model outputs ``depth_logits`` (B, h, w, K)
   over the bins ``depth_bins = (kind, alpha, beta, num_bins)`` of ``semdepth_jax.depth_bins.make_bins``;
   metres by ``bin_decode``: ``'argmax'`` (class value; 002's DORN mid-point for ``dorn`` bins) or
@@ -39,7 +43,7 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-DEPTH_OUTPUTS = ("metres", "inverted_normalised", "log", "bins")
+DEPTH_OUTPUTS = ("metres", "inverted_normalised", "log", "bins", "normalised")
 
 BIN_DECODES = ("argmax", "expectation", "regression", "average")
 """How ``'bins'`` models become metres (see the module docstring)."""
@@ -63,8 +67,8 @@ def check_depth_output(
   """Validates a depth-unit declaration.
 
   Raises:
-    ValueError: unknown kind, ``inverted_normalised`` without a positive ``depth_norm`` (metres), or
-      ``bins`` without ``depth_bins`` / with an unknown ``bin_decode``.
+    ValueError: unknown kind, ``inverted_normalised`` / ``normalised`` without a positive ``depth_norm``
+      (metres), or ``bins`` without ``depth_bins`` / with an unknown ``bin_decode``.
   """
   if kind == "bins":
     if depth_bins is None:
@@ -79,6 +83,11 @@ def check_depth_output(
     raise ValueError(
       f"{where}: depth_output='inverted_normalised' needs depth_norm > 0 (metres: the saturation "
       f"distance of paper 000's target, docs/model_spec.md §1.0), got {depth_norm!r}"
+    )
+  if kind == "normalised" and not (depth_norm and depth_norm > 0):
+    raise ValueError(
+      f"{where}: depth_output='normalised' needs depth_norm > 0 (metres: the clipping range of paper "
+      f"003's target, 15 m in docs/model_spec.md §4.5), got {depth_norm!r}"
     )
 
 
@@ -103,6 +112,8 @@ def depth_to_metres(depth: Array, kind: str, depth_norm: float | None = None) ->
     return depth_bins.from_inverted_normalised(d, float(depth_norm))
   if kind == "log":
     return jnp.exp(jnp.clip(d, -LOG_CLIP, LOG_CLIP))
+  if kind == "normalised":
+    return d * jnp.float32(depth_norm)
   return d
 
 
@@ -208,7 +219,7 @@ class DepthSegModel:
   """Mixin of every registered model: declares its depth units and owns :meth:`decode`.
 
   A model class sets (as linen attributes) ``depth_output`` (one of :data:`DEPTH_OUTPUTS`) and, for
-  ``inverted_normalised``, ``depth_norm`` (metres); ``'bins'`` models set ``depth_bins``, ``bin_decode``
+  ``inverted_normalised`` and ``normalised``, ``depth_norm`` (metres); ``'bins'`` models set ``depth_bins``, ``bin_decode``
   and ``bin_value_mode``. Models without a depth head may leave them unset. ``INPUTS`` / ``OUTPUTS``
   declare what the model reads and writes (defaults: image in; depth and segmentation out).
   """

@@ -15,6 +15,7 @@ for datasets with many classes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -203,19 +204,36 @@ def resolve_planes(
   ignore_mode: str,
   initializing: bool,
   where: str,
+  source: Any = None,
 ) -> Array:
-  """The OHESS planes a depth model should use: given planes, else ground truth from ``labels``.
+  """The OHESS planes a depth model should use: given planes, else from its semantic source.
 
   Used by the models' ``__call__``: precomputed ``ohess`` (e.g. from the U-Net inside SSegDep-Net) wins,
-  then ``labels`` (ground-truth OHESS); during ``init`` with neither, all-zero planes stand in (only shapes
-  matter there), so ``model.init(rng, image, train=False)`` works without labels.
+  then the model's semantic source (``semdepth_jax.models.semantic_source``): ground truth from ``labels``
+  (the default, paper 000's training and testing of SCRX / the 3-D nets) or a trained segmentation run's
+  predictions; during ``init`` without labels all-zero planes stand in (only shapes matter there), so
+  ``model.init(rng, image, train=False)`` works without labels.
+
+  Args:
+    image: (B, H, W, 3) float RGB in [0, 1].
+    labels: (B, H, W) integer training ids, or None.
+    ohess: precomputed (B, H, W, P) planes, or None.
+    num_classes: training ids of the dataset.
+    classes: class ids that get a plane (None = all).
+    ignore_mode: ``'zero'`` or ``'plane0'`` (:func:`ohess_from_labels`).
+    initializing: inside ``model.init``.
+    where: model name for error messages.
+    source: a ``SemanticSource`` (or its config mapping); None = ground truth.
 
   Returns:
     (B, H, W, P) float32, P = ``num_planes(num_classes, classes)``.
 
   Raises:
-    ValueError: neither ``labels`` nor ``ohess`` outside ``init``, or shapes that do not match the image.
+    ValueError: neither ``labels`` nor ``ohess`` outside ``init`` with a ground-truth source, a source
+      ``'none'``, or shapes that do not match the image.
   """
+  from semdepth_jax.models import semantic_source as source_lib
+
   n = num_planes(num_classes, classes)
   if ohess is not None:
     if ohess.shape != (*image.shape[:3], n):
@@ -223,16 +241,18 @@ def resolve_planes(
         f"{where}: ohess must be {(*image.shape[:3], n)} (B, H, W, planes), got {ohess.shape}"
       )
     return ohess.astype(jnp.float32)
-  if labels is not None:
-    if labels.shape != image.shape[:3]:
-      raise ValueError(f"{where}: labels must be (B, H, W) = {image.shape[:3]}, got {labels.shape}")
-    return ohess_from_labels(labels, num_classes, classes, ignore_mode=ignore_mode)
-  if initializing:
-    return jnp.zeros((*image.shape[:3], n), jnp.float32)
-  raise ValueError(
-    f"{where}: this model reads RGB + OHESS planes; pass labels=(B, H, W) int32 training ids "
-    "(ground-truth OHESS) or ohess=(B, H, W, planes)"
-  )
+  src = source_lib.SemanticSource.from_config(source, where=where)
+  if not src.active:
+    raise ValueError(f"{where}: this model reads OHESS planes but its semantic_source is 'none'")
+  if src.source == "gt" and labels is None:
+    if initializing:
+      return jnp.zeros((*image.shape[:3], n), jnp.float32)
+    raise ValueError(
+      f"{where}: this model reads RGB + OHESS planes; pass labels=(B, H, W) int32 training ids "
+      "(ground-truth OHESS) or ohess=(B, H, W, planes)"
+    )
+  sem = src.resolve(image, labels, num_classes=num_classes, initializing=initializing, where=where)
+  return src.planes(sem, num_classes, classes, ignore_mode=ignore_mode)
 
 
 def check_image(image: Array, where: str) -> None:

@@ -21,7 +21,7 @@ reproduced, model_spec §1.0).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from semdepth_jax.models import layers
 from semdepth_jax.models import ohess as ohess_lib
+from semdepth_jax.models import semantic_source as source_lib
 from semdepth_jax.models.contract import DepthSegModel
 
 Array = jax.Array
@@ -39,15 +40,21 @@ class SCRX(nn.Module, DepthSegModel):
   """SCRX depth network, RGB or RGB + OHESS input (paper 000; model_spec §1.2).
 
   Call: ``model.apply(variables, image, labels, train=..., mutable=['batch_stats'])``. With
-  ``use_ohess=True`` the OHESS planes are built from ``labels`` (ground truth, as the paper trains and
-  tests SCRX RGB+OHESS) unless precomputed planes are passed as ``ohess=``.
+  ``use_ohess=True`` the OHESS planes come from the model's semantic source
+  (``semdepth_jax.models.semantic_source``): by default the ground-truth ``labels``, as the paper trains
+  and tests SCRX RGB+OHESS, or a trained segmentation run's predictions; precomputed planes passed as
+  ``ohess=`` win.
 
   Parameter count at the defaults (17 input planes): 420,735 trainable + 1,822 batch statistics
   (RGB only: 386,687 + 1,822).
 
   Attributes:
     num_classes: training ids of the dataset (meta info); 14 in paper 000.
-    use_ohess: append OHESS planes to the RGB channels (the paper's RGB+OHESS SCRX).
+    use_ohess: append OHESS planes to the RGB channels (the paper's RGB+OHESS SCRX); ``False`` is the same
+      as ``semantic_source='none'`` (RGB only).
+    semantic_source: where the planes come from (``SemanticSource.from_config``: None = ground truth,
+      ``{'source': 'predicted', 'workdir': W, 'mode': 'argmax'}`` = a trained segmentation run, ``'none'``
+      = RGB only).
     ohess_classes: class ids that get a plane (e.g. a top-N subset); ``None`` = all ``num_classes``.
     ohess_ignore: ``'zero'`` or ``'plane0'``, see :func:`semdepth_jax.models.ohess.ohess_from_labels`.
     widths: residual block widths of the main branch (128, 64, 32, 16); max-pool after the first two.
@@ -70,6 +77,7 @@ class SCRX(nn.Module, DepthSegModel):
 
   num_classes: int = 14
   use_ohess: bool = True
+  semantic_source: Mapping[str, Any] | str | None = None
   ohess_classes: tuple[int, ...] | None = None
   ohess_ignore: str = "zero"
   widths: Sequence[int] = (128, 64, 32, 16)
@@ -109,7 +117,15 @@ class SCRX(nn.Module, DepthSegModel):
     """
     ohess_lib.check_image(image, "scrx")
     x = image.astype(jnp.float32)
-    if self.use_ohess:
+    source = source_lib.SemanticSource.from_config(
+      self.semantic_source, default="gt" if self.use_ohess else "none", where="scrx"
+    )
+    if not self.use_ohess and source.active:
+      raise ValueError(
+        f"scrx: use_ohess=False (RGB only) contradicts semantic_source {source.source!r}; set "
+        "use_ohess=True to read semantic planes"
+      )
+    if source.active:
       planes = ohess_lib.resolve_planes(
         image,
         labels,
@@ -119,6 +135,7 @@ class SCRX(nn.Module, DepthSegModel):
         ignore_mode=self.ohess_ignore,
         initializing=self.is_initializing(),
         where="scrx",
+        source=source,
       )
       x = ohess_lib.rgb_ohess_channels(x, planes)
     x = x.astype(self.dtype)

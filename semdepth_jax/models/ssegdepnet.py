@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from semdepth_jax.models import ohess as ohess_lib
+from semdepth_jax.models import semantic_source as source_lib
 from semdepth_jax.models.cnn3d import CNN3DUP
 from semdepth_jax.models.contract import DepthSegModel
 from semdepth_jax.models.unet import UNet
@@ -223,16 +224,23 @@ class SSegDepNet(nn.Module, DepthSegModel):
     if self.stage == "seg" and not init:
       return seg
 
-    if self.ohess_source == "gt" and labels is not None:
-      planes = ohess_lib.ohess_from_labels(
-        labels, self.num_classes, self.ohess_classes, ignore_mode=self.ohess_ignore
-      )
-    elif self.ohess_source == "gt" and not init:
+    # The planes come through the library's one semantic-source mechanism: ground truth ('gt') or the
+    # U-Net's own scores ('unet' = source 'predicted' with this model's logits).
+    gt = self.ohess_source == "gt"
+    if gt and labels is None and not init:
       raise ValueError(
         "ssegdepnet: ohess_source='gt' (stage-2 training) needs labels=(B, H, W) int32 training ids"
       )
-    else:
-      planes = ohess_lib.ohess_from_logits(seg["seg_logits"], self.ohess_mode, self.ohess_classes)
+    source = source_lib.SemanticSource("gt" if gt else "predicted", mode=self.ohess_mode)
+    sem = source.resolve(
+      image,
+      labels if gt else None,
+      logits=None if gt else seg["seg_logits"],
+      num_classes=self.num_classes,
+      initializing=init,
+      where="ssegdepnet",
+    )
+    planes = source.planes(sem, self.num_classes, self.ohess_classes, ignore_mode=self.ohess_ignore)
     out = self.depth_net_module(image, train=train, ohess=planes)
     if self.stage == "seg":  # Only reached in init: both subtrees exist, the output is stage 1's.
       return seg

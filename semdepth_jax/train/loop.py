@@ -558,10 +558,9 @@ class _StateFactory:
     )
 
   def _state_fn(self, tx):
-    seed = int(self.config.seed)
-
-    def make(params=None, batch_stats=None, step=0):
-      rng = jax.random.PRNGKey(seed)
+    # The seed's key is an argument, not a constant of the traced function, so every seed compiles to the
+    # same program (one compilation, shared through JAX's persistent cache across seed sweeps).
+    def make(rng, params=None, batch_stats=None, step=0):
       if params is None:
         params, batch_stats = split_variables(self._init_variables(jax.random.fold_in(rng, 1)))
       return create_state(params, batch_stats, tx.init(params), jax.random.fold_in(rng, 2), step)
@@ -574,7 +573,7 @@ class _StateFactory:
 
   def abstract(self, tx) -> tuple[Any, Any]:
     """(abstract state with shardings, state shardings) for optimiser ``tx``."""
-    abstract = jax.eval_shape(self._state_fn(tx))
+    abstract = jax.eval_shape(self._state_fn(tx), jax.random.PRNGKey(0))
     shardings = self.shardings(abstract)
     abstract = jax.tree.map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
@@ -585,11 +584,12 @@ class _StateFactory:
     """A newly initialised state on the mesh: params from the seed, then ``config.model_init`` if set."""
     _, shardings = self.abstract(tx)
     make = jax.jit(self._state_fn(tx), out_shardings=shardings)
-    state = make()
+    rng = jax.random.PRNGKey(int(self.config.seed))
+    state = make(rng)
     init = self.config.get("model_init")
     if init is not None and init.get("path"):
       variables = load_model_init(init, jax.device_get(state.variables()))
-      state = make(variables["params"], variables.get("batch_stats", {}))
+      state = make(rng, variables["params"], variables.get("batch_stats", {}))
     return state, shardings
 
   def with_new_optimizer(self, state: TrainState, tx) -> tuple[TrainState, Any]:

@@ -49,6 +49,11 @@ def make_schedule(cfg: Any, base_lr: float, total_steps: int) -> optax.Schedule:
   * ``cosine``: ``end + (base_lr - end) * (1 + cos(pi * min(t, T)/T)) / 2`` (paper 003: 1e-3 -> 1e-6).
   * ``step``: ``base_lr * decay_factor ** floor(t / decay_every)`` (sparse-to-dense convention).
 
+  ``poly`` and ``cosine`` with ``decay_every = k > 0`` hold the rate constant over blocks of ``k`` updates,
+  evaluating the curve at ``t' = k * floor(t / k)``: a PyTorch scheduler stepped once per epoch of ``k``
+  batches (paper 003's ``CosineAnnealingLR(T_max=15)`` with ``decay_every`` = batches per epoch and
+  ``decay_steps`` = 15 epochs of them; model_spec §4.6).
+
   Args:
     cfg: mapping/ConfigDict with ``name`` (one of :data:`SCHEDULES`) and optionally ``warmup_steps``,
       ``warmup_fraction`` (warm-up as a fraction of ``total_steps`` when ``warmup_steps`` is 0, so it
@@ -103,6 +108,16 @@ def make_schedule(cfg: Any, base_lr: float, total_steps: int) -> optax.Schedule:
       decay_rate=float(_get(cfg, "decay_factor", 0.1)),
       staircase=True,
     )
+  if name in ("poly", "cosine"):
+    every = int(_get(cfg, "decay_every", 0) or 0)
+    if every < 0:
+      raise ValueError(f"schedule.decay_every must be >= 0, got {every}")
+    if every > 0:
+      smooth = main
+
+      def main(count, smooth=smooth, every=every):
+        return smooth((jnp.asarray(count) // every) * every)
+
   if warmup == 0:
     return main
   warm = optax.linear_schedule(

@@ -26,6 +26,19 @@ def test_metres_inverted_normalised_and_log():
     contract.depth_to_metres(raw, "feet")
 
 
+def test_normalised_is_paper_003_depth_over_15_m_unclipped():
+  # docs/model_spec.md §4.2: sigmoid output in [0, 1] times 15 m; §4.4: unbounded heads pass through.
+  raw = jnp.asarray([[[[0.5], [1.2], [-0.1]]]])  # (1, 1, 3, 1)
+  got = contract.depth_to_metres(raw, "normalised", 15.0)
+  np.testing.assert_allclose(got, [[[7.5, 18.0, -1.5]]], rtol=1e-6)
+  dec = contract.decode({"depth": raw}, depth_output="normalised", depth_norm=15.0)
+  np.testing.assert_allclose(dec["depth"], [[[7.5, 18.0, -1.5]]], rtol=1e-6)
+  with pytest.raises(ValueError, match="normalised.*depth_norm > 0"):
+    contract.depth_to_metres(raw, "normalised")
+  with pytest.raises(ValueError, match="depth_norm > 0"):
+    contract.check_depth_output("normalised", 0.0, "m")
+
+
 def test_bins_argmax_expectation_and_regression():
   # Uniform bins 1..5 m, K = 4: centres 1.5, 2.5, 3.5, 4.5.
   bins = ("uniform", 1.0, 5.0, 4)

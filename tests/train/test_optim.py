@@ -40,6 +40,21 @@ def test_cosine_schedule_to_end_value():
   np.testing.assert_allclose(_values(s, steps), expected, rtol=1e-5)
 
 
+def test_cosine_stepped_per_epoch_is_pytorch_cosine_annealing():
+  # Paper 003 (model_spec §4.6): CosineAnnealingLR(T_max=15, eta_min=1e-6) stepped once per epoch; with 4
+  # batches per epoch every batch of epoch e uses 1e-6 + (1e-3 - 1e-6) (1 + cos(pi e / 15)) / 2.
+  base, end, per_epoch, epochs = 1e-3, 1e-6, 4, 15
+  cfg = {"name": "cosine", "end_value": end, "decay_every": per_epoch, "decay_steps": 60}
+  s = optim.make_schedule(cfg, base, per_epoch * epochs)
+  steps = list(range(per_epoch * epochs))
+  expected = [
+    end + (base - end) * (1 + math.cos(math.pi * (t // per_epoch) / epochs)) / 2 for t in steps
+  ]
+  np.testing.assert_allclose(_values(s, steps), expected, rtol=1e-5)
+  with pytest.raises(ValueError, match="decay_every"):
+    optim.make_schedule({"name": "cosine", "decay_every": -1}, base, 10)
+
+
 def test_linear_warmup_then_poly():
   base, total, w = 0.1, 14, 4
   s = optim.make_schedule({"name": "poly", "power": 1.0, "warmup_steps": w}, base, total)

@@ -523,7 +523,9 @@ class EfficientNet(nn.Module):
 
   # ------------------------------------------------------------------------------------------------
   @nn.compact
-  def __call__(self, x: Array, train: bool = False) -> dict[str, Any]:
+  def __call__(
+    self, x: Array, train: bool = False, stem_extra: Array | None = None
+  ) -> dict[str, Any]:
     """Runs the network.
 
     Args:
@@ -531,6 +533,12 @@ class EfficientNet(nn.Module):
       train: BatchNorm uses batch statistics and updates the running ones (pass ``mutable=['batch_stats']``;
         frozen BN ignores it); drop path and dropout are active (``rngs={'dropout': key}`` when a rate is
         non-zero).
+      stem_extra: optional (B, ceil(H / 2), ceil(W / 2), stem channels) added to the stem convolution's
+        output before ``bn1``. A model with extra input planes passes the convolution of those planes
+        here: ``conv_stem(x) + conv_extra(planes)`` is the stem convolution over the concatenated input
+        ``[x, planes]`` whose kernel is ``[conv_stem kernel, conv_extra kernel]`` along the input-channel
+        axis, so the pretrained ``conv_stem`` stays a separate, strictly loadable parameter (paper 003's
+        "extended first convolution", docs/model_spec.md §4.3).
 
     Returns:
       ``{'features': {'stride2': (B, h2, w2, C0), ..., 'stride32': (B, h32, w32, C4)}, 'logits': (B,
@@ -539,7 +547,8 @@ class EfficientNet(nn.Module):
       ``num_classes > 0``.
 
     Raises:
-      ValueError: bad attributes, or an input that is not (B, H, W, 3).
+      ValueError: bad attributes, an input that is not (B, H, W, 3), or a ``stem_extra`` whose shape is
+        not the stem output's.
     """
     if x.ndim != 4 or x.shape[-1] != 3:
       raise ValueError(f"EfficientNet: expected input (B, H, W, 3), got shape {x.shape}")
@@ -559,6 +568,13 @@ class EfficientNet(nn.Module):
       dtype=self.dtype,
       name="conv_stem",
     )(x)
+    if stem_extra is not None:
+      if tuple(stem_extra.shape) != tuple(x.shape):
+        raise ValueError(
+          f"EfficientNet: stem_extra must have the stem output's shape {tuple(x.shape)}, got "
+          f"{tuple(stem_extra.shape)}"
+        )
+      x = x + stem_extra.astype(x.dtype)
     x = nn.silu(bn("bn1")(x))
     features = {}
     for p in plans:
