@@ -24,7 +24,7 @@ Preset arguments (``get_config('k=v,...')``):
   ``p1_hybridnet`` for the paper's datasets at ``size=paper``). Depth metrics are comparable across
   datasets; segmentation metrics only where the label sets agree (the model keeps its training classes).
 
-Paper hyper-parameters (``size=paper``; model_spec §2.5, §7.3, §10):
+Paper hyper-parameters (``size=paper``; docs/model_spec.md §2.5, §7.3, §10):
 
 * SGD, momentum 0.9, learning rate 2.5e-6 with DeepLab's "poly" decay (power 0.9), weight decay 0.005 as
   Caffe's L2 term, batch 7, 100 K iterations, random 320 x 320 crops of the stored images (no resizing;

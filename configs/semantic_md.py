@@ -15,7 +15,7 @@ Preset arguments (``get_config('k=v,...')``):
   ``deeplab``, ``deeplab_1hot40``, ``deeplab_2head``, ``deeplab_2head_dice_ce``), or ``seg`` (R3's
   semantic-only U-Net: the segmentation model whose predictions feed ``semantics=predicted``).
 * ``dataset``: a dataset with NYU-40 labels (``hypersim``, the paper's; ``replica/nyu40`` here); 1hot-N needs
-  the 40 NYU-40 classes (top-N by HyperSim prevalence, model_spec §4.3).
+  the 40 NYU-40 classes (top-N by HyperSim prevalence, docs/model_spec.md §4.3).
 * ``size``: ``paper`` (EfficientNet-B4, decoder 256..16, 256x256), ``small`` / ``tiny`` (reduced
   EfficientNet-B0 and decoder for CPUs; see below).
 * ``steps``: if > 0, train this many batches instead of the default length.
@@ -36,7 +36,7 @@ Dice / Dice+CE / FTL+CE with the code's constants (FTL alpha 0.8, gamma 1.5). En
 weights through ``config.model_init`` (``prefix='encoder'``; ``semdepth convert-weights --arch
 efficientnet_b4 --set num_classes=0 --allow-unused conv_head. --allow-unused bn2. --allow-unused classifier.``);
 without them they start from scratch. One difference: the pipeline resizes RGB bilinearly, R3 with nearest
-neighbour (model_spec §11 item 13).
+neighbour (docs/model_spec.md §11 item 13).
 
 **The small and tiny sizes use a fast recipe that learns within their default steps** (``size=paper`` keeps
 everything above): EfficientNet-B0 at reduced width and depth, decoder (64, 32, 24, 16, 8) at 96x128 (small)
@@ -104,7 +104,7 @@ IMAGE_SIZES = {"paper": (256, 256), "small": (96, 128), "tiny": (64, 96)}
 """Training input (H, W) per size: the paper's 256x256 crop; landscape crops for the CPU sizes."""
 
 DEPTH_NORM = 15.0
-"""Metres: R3 clips depth to 0..15 m and divides by 15 (model_spec §4.5)."""
+"""Metres: R3 clips depth to 0..15 m and divides by 15 (docs/model_spec.md §4.5)."""
 
 R3_TRAIN_IMAGES = {"hypersim": 19_399}
 """Training images of R3's split lists (model_spec §4.5), for the per-epoch schedule step."""
@@ -198,7 +198,7 @@ def _variant(model: str) -> dict:
   if model == "2head_sobel":
     return {**multi, "encoder": "b4", "tasks": ("depth", "sobel")}
   if model == "deeplab":
-    # smp.DeepLabV3(activation='sigmoid'): 1x1 head (model_spec §4.4).
+    # smp.DeepLabV3(activation='sigmoid'): 1x1 head (docs/model_spec.md §4.4).
     return {**single, "encoder": "b4", "architecture": "deeplabv3", "head_kernel": 1}
   if model == "deeplab_1hot40":
     return {

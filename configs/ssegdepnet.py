@@ -13,7 +13,7 @@ Preset arguments (``get_config('k=v,...')``):
   ``tiny`` (tests).
 * ``steps``: if > 0, every stage trains this many batches instead of the paper's epochs.
 
-Paper hyper-parameters (model_spec §1, §7.1, §10; Table 5 where code and paper differ):
+Paper hyper-parameters (docs/model_spec.md §1, §7.1, §10; Table 5 where code and paper differ):
 
 ====================  =========================================  =====  ===========  ===================
 model                 optimiser                                  batch  length       loss
@@ -74,7 +74,7 @@ IMAGE_SIZES = {"paper": (192, 320), "small": (64, 96), "tiny": (32, 48)}
 
 _DEFAULTS = {"model": "ssegdepnet", "dataset": "synthetic_city", "size": "paper", "steps": 0}
 
-# Network widths per size preset (paper values from model_spec §1.1-1.4).
+# Network widths per size preset (paper values from docs/model_spec.md §1.1-1.4).
 _WIDTHS = {
   "paper": {
     "unet": 64,
@@ -95,7 +95,7 @@ _WIDTHS = {
     "cnn3d_up": ((4, 4, 4), 4, (4, 4)),
   },
 }
-# (batch, epochs) per model at size=paper (Table 5 / code, model_spec §10).
+# (batch, epochs) per model at size=paper (Table 5 / code, docs/model_spec.md §10).
 _PAPER_SCHEDULE = {
   "unet": (27, 3.0),
   "scrx_rgb": (27, 50.0),
@@ -157,7 +157,7 @@ def depth_loss(depth_norm: float, size: str = "paper") -> dict:
 
 
 def adam_keras(size: str = "paper", fast_lr: dict[str, float] | None = None) -> dict:
-  """Keras ``adam`` defaults: lr 1e-3, betas 0.9/0.999, eps 1e-7 (model_spec §1.1).
+  """Keras ``adam`` defaults: lr 1e-3, betas 0.9/0.999, eps 1e-7 (docs/model_spec.md §1.1).
 
   Small / tiny add gradient clipping at global norm 1 and take their peak rate from ``fast_lr`` (size ->
   rate; default the depth nets' ``_FAST_LR``) (fast recipe).
@@ -175,7 +175,7 @@ def seg_optimizer(size: str) -> dict:
 
 
 def sgd_plain() -> dict:
-  """Keras ``SGD(lr=0.001)``: no momentum, no decay (model_spec §1.2-1.4)."""
+  """Keras ``SGD(lr=0.001)``: no momentum, no decay (docs/model_spec.md §1.2-1.4)."""
   return {"name": "sgd", "learning_rate": 1e-3, "momentum": 0.0}
 
 

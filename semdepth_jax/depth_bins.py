@@ -3,13 +3,13 @@
 Classification-style depth heads (papers 002 and 004, model_spec §3.2, §7.5) predict a bin per pixel. This
 module turns metric depth into bin indices (``encode``) and bin scores back into metres (``decode_argmax``,
 ``decode_expectation``). It also holds paper 000's target convention, *inverted normalised depth*
-(``to_inverted_normalised`` / ``from_inverted_normalised``, model_spec §1.0, §9.1).
+(``to_inverted_normalised`` / ``from_inverted_normalised``, docs/model_spec.md §1.0, §9.1).
 
 Kinds (``make_bins(kind, alpha, beta, num_bins)``; depths in metres, ``K = num_bins``):
 
 * ``"uniform"``: edges ``t_i = alpha + (beta - alpha) * i / K``, i = 0..K; ``K`` classes; centre = interval
   midpoint.
-* ``"sid"``: spacing-increasing discretisation, model_spec §3.2 / paper 002 Eq. 2:
+* ``"sid"``: spacing-increasing discretisation, docs/model_spec.md §3.2 / paper 002 Eq. 2:
   ``t_i = exp(log alpha + log(beta / alpha) * i / K)``; ``K`` classes; default decoding value = the bin centre
   in log space ``exp(log alpha + log(beta / alpha) * (i + 0.5) / K)`` (§3.2 option (a)).
 * ``"dorn"``: DORN's shifted SID (§3.2): ``alpha* = 1``, shift ``xi = 1 - alpha``, ``beta* = beta + xi``,
@@ -154,7 +154,7 @@ def make_bins(
 
 
 def dorn_released_bins(dataset: str = "kitti") -> DepthBins:
-  """SID bins whose lower edges reproduce DORN's released decoders (model_spec §3.2).
+  """SID bins whose lower edges reproduce DORN's released decoders (docs/model_spec.md §3.2).
 
   ``demo_kitti.py`` decodes an ordinal count ``l`` to ``exp((l - 1 + 40) / 25)`` (K = 71 classes) and
   ``demo_nyuv2.py`` to ``exp((l - 1) / 25 - 0.36)`` (K = 68). Both are ``t_l`` for SID edges
@@ -304,7 +304,7 @@ def decode_expectation(bins: DepthBins, probs: jax.Array, *, mode: str = "defaul
   """Decodes softmax probabilities to depth by expectation; differentiable.
 
   * ``log10`` bins (paper 004): expected index ``d = sum_j j p_j``, then ``x = 10 ** (log10 alpha + d q)``
-    (inverse of Eq. 1, model_spec §7.5).
+    (inverse of Eq. 1, docs/model_spec.md §7.5).
   * other kinds: ``sum_j p_j * value_j`` with ``value_j = class_values(bins, mode)``.
 
   On a one-hot ``probs`` both equal ``decode_argmax``.
@@ -339,7 +339,7 @@ def to_inverted_normalised(depth_m: jax.Array, norm_m: float) -> jax.Array:
   Args:
     depth_m: float array, metres.
     norm_m: saturation distance in metres (> 0); R0's arithmetic corresponds to about 256 m under the
-      reading of model_spec §9.1.
+      reading of docs/model_spec.md §9.1.
 
   Returns:
     float32 array in [0, 1]; differentiable where ``0 < depth < norm_m``.

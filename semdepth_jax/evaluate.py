@@ -573,7 +573,7 @@ def evaluate_workdir(
     data_dir: TFDS data dir (default ``config.data_dir`` or TFDS's).
     max_batches: stop after this many batches (0 = the whole split).
     tile_size: (h, w) tiles in image pixels with ``tile`` (default: the training scale); paper 001's
-      Cityscapes protocol uses (321, 321) with ``tile_combine='max'`` (model_spec §2.6).
+      Cityscapes protocol uses (321, 321) with ``tile_combine='max'`` (docs/model_spec.md §2.6).
     tile_combine: overlapping class scores with ``tile``: ``'mean'`` or ``'max'``.
     out_dir: where to write ``metrics.json`` / ``metrics.md`` (default
       ``workdir/eval/<EvalSettings.folder>``, one folder per split, protocol, mode, TTA and size).

@@ -147,7 +147,7 @@ def l1_loss(pred: Any, target: Any, mask: Any = None) -> Array:
 
   Source: paper 003 code (``nn.L1Loss(reduction='none')`` then ``torch.nanmean``; model_spec §7.4) — NaN
   targets are excluded from numerator and denominator, which is exactly a mean over valid pixels. Also the
-  regression term of paper 004 (Eq. 3, model_spec §7.5).
+  regression term of paper 004 (Eq. 3, docs/model_spec.md §7.5).
 
   Args:
     pred: ``(B, H, W)`` or ``(B, H, W, 1)`` float, same units as ``target``.
@@ -296,7 +296,7 @@ def depth_gradient_maps(depth: Any, valid: Any = None) -> tuple[Array, Array]:
   ``g[..., 0] = |d[i, j + 1] - d[i, j]|``, ``g[..., 1] = |d[i + 1, j] - d[i, j]|``; a difference is valid when
   both of its pixels are (the last column / row has no x / y difference). The target of DepthNet's gradient
   network (paper 001 §3: "the magnitude of depth gradient on x and y direction computed from the depth
-  map"; model_spec §2.2), in the units of ``depth`` per pixel.
+  map"; docs/model_spec.md §2.2), in the units of ``depth`` per pixel.
 
   Args:
     depth: ``(B, H, W)`` or ``(B, H, W, 1)`` float.
@@ -385,7 +385,7 @@ def berhu_loss(
   Threshold ``c`` (computed over the valid pixels of the whole batch):
 
   * ``'code'`` (default): ``c = 0.2 * max |e|`` — paper 003 code ``BerHuLoss`` (R3
-    ``utils/loss_functions.py``), following Laina et al.; model_spec §7.4.
+    ``utils/loss_functions.py``), following Laina et al.; docs/model_spec.md §7.4.
   * ``'paper'``: ``c = max_i{pred_i, target_i} / 5`` — paper 003 Eq. 2 (max of the *values*); model_spec §11
     item 8. If that maximum is ``<= 0`` the loss falls back to ``|e|``.
 
@@ -509,9 +509,9 @@ def softmax_cross_entropy(
 
   * ``'valid'`` (default): sum over valid pixels / number of valid pixels — PyTorch
     ``CrossEntropyLoss(ignore_index)`` mean and Caffe ``SoftmaxWithLoss`` ``VALID`` (papers 001 ``L_S``,
-    002, model_spec §7.2/§7.3).
+    002, docs/model_spec.md §7.2/§7.3).
   * ``'all'``: sum over valid pixels / number of *all* masked pixels (ignored labels count in the
-    denominator) — paper 003 code (``reduction='none'`` then ``nanmean``; model_spec §7.4).
+    denominator) — paper 003 code (``reduction='none'`` then ``nanmean``; docs/model_spec.md §7.4).
 
   Args:
     logits: ``(B, H, W, C)`` float.
@@ -557,7 +557,7 @@ def one_hot_planes(
     ignore_index: the ignore label (only documents intent; every out-of-range value is unlabelled).
     ignore_mode: ``'zeros'`` — unlabelled pixels get an all-zero row (paper 003 Dice/FTL code,
       model_spec §7.4); ``'plane0'`` — unlabelled pixels go to plane 0 (paper 000's "Miscellaneous",
-      model_spec §1.1/§9.1).
+      docs/model_spec.md §1.1/§9.1).
 
   Returns:
     float32 ``(B, H, W, C)``.
@@ -592,7 +592,7 @@ def binary_cross_entropy(
     ``max(x, 0) - x y + log(1 + exp(-|x|))`` (no clipping).
   * ``from_logits=False``: ``pred`` are probabilities, clipped to ``[epsilon, 1 - epsilon]`` as Keras
     ``binary_crossentropy`` does (``epsilon`` = Keras ``K.epsilon()`` = 1e-7; the clip bound is evaluated in
-    float32) — paper 000 U-Net, model_spec §1.1/§7.1.
+    float32) — paper 000 U-Net, docs/model_spec.md §1.1/§7.1.
   * ``from_logits=True, keras_clip=True``: sigmoid, then the exact Keras clipped formula (what R0 computes on
     its sigmoid output).
 

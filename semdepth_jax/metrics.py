@@ -1,7 +1,7 @@
 """Depth and segmentation metrics, evaluation protocols and streaming accumulators.
 
 Everything numeric runs in ``jax.numpy`` (jitted, shardable); the one-shot functions return Python floats /
-numpy arrays. Definitions (model_spec §8; ``y`` = ground truth, ``p`` = prediction, metres,
+numpy arrays. Definitions (docs/model_spec.md §8; ``y`` = ground truth, ``p`` = prediction, metres,
 ``d = p - y``, ``e = ln p - ln y``, means over the valid pixels ``M`` of one image or of the whole set):
 
 =================  ======================================================  =================================
@@ -115,7 +115,7 @@ PRED_FLOOR = 1e-6
 """Smallest prediction in metres used by the standard metrics, so ``log`` and ``1/p`` stay finite."""
 
 MVN_EPS = 1e-9
-"""Caffe MVN epsilon added to the std (model_spec §7.3)."""
+"""Caffe MVN epsilon added to the std (docs/model_spec.md §7.3)."""
 
 _DELTA_BASE = 1.25
 _LN10 = math.log(10.0)
@@ -815,7 +815,7 @@ def depth_metrics(
   crop: CropSpec = None,
   per_image: bool = True,
 ) -> dict[str, float]:
-  """Standard depth metrics of a set of predictions (model_spec §8.1, §8.5).
+  """Standard depth metrics of a set of predictions (docs/model_spec.md §8.1, §8.5).
 
   Args:
     pred: float (B, H, W) or (B, H, W, 1) predicted depth in metres, same size as ``gt``.
@@ -944,7 +944,7 @@ def r0_ssegdepnet_per_image(
 
 
 def clean_000_per_image(pred: jax.Array, target: jax.Array) -> tuple[dict, dict]:
-  """Paper 000's metrics defined cleanly (model_spec §8.2 recommendation (b)), per image.
+  """Paper 000's metrics defined cleanly (docs/model_spec.md §8.2 recommendation (b)), per image.
 
   Inverted normalised inputs; prediction clipped to [0, 1]; valid = finite target > 0 (0 = far or no
   measurement); denominators = number of valid pixels. rms / mqe / absr / absq / sigma_k over valid
@@ -992,7 +992,7 @@ def clean_000_per_image(pred: jax.Array, target: jax.Array) -> tuple[dict, dict]
 
 
 R3_NORM_MAX = 15.0
-"""R3 normalises depth as clip(0, 15) / 15 (model_spec §4.5)."""
+"""R3 normalises depth as clip(0, 15) / 15 (docs/model_spec.md §4.5)."""
 R3_EPS = 1e-4
 """R3 clamps the normalised prediction to >= 1e-4 before un-normalising (model_spec §8.4)."""
 
@@ -1160,7 +1160,7 @@ PROTOCOLS: dict[str, Protocol] = {
         "valid y > 1e-3 m, no cap, no crop, prediction clamped to >= 1e-3 m, metric per image, mean over "
         "images (the defaults of depth_metrics)."
       ),
-      reproduces="Field-standard definitions (model_spec §8.1) on the whole image.",
+      reproduces="Field-standard definitions (docs/model_spec.md §8.1) on the whole image.",
       units=_STD_UNITS,
     ),
     _field(
@@ -1186,7 +1186,7 @@ PROTOCOLS: dict[str, Protocol] = {
       10.0,
       "per_image",
       "Crop 20:459, 24:615 scaled to the image size.",
-      "The MD2-style NYU crop (model_spec §8.5).",
+      "The MD2-style NYU crop (docs/model_spec.md §8.5).",
     ),
     _field(
       "kitti_garg",
@@ -1195,7 +1195,7 @@ PROTOCOLS: dict[str, Protocol] = {
       "per_image",
       "Garg crop.",
       "monodepth2 evaluate_depth.py (Eigen split, 697 images, no median scaling); the protocol "
-      "recommended for paper 002 (model_spec §3.4).",
+      "recommended for paper 002 (docs/model_spec.md §3.4).",
     ),
     _field(
       "kitti_garg_pooled",
@@ -1211,7 +1211,7 @@ PROTOCOLS: dict[str, Protocol] = {
       80.0,
       "per_image",
       "Eigen crop.",
-      "AdaBins evaluate.py KITTI setting with the Eigen crop (model_spec §8.5).",
+      "AdaBins evaluate.py KITTI setting with the Eigen crop (docs/model_spec.md §8.5).",
     ),
     _field(
       "kitti_eigen_pooled",

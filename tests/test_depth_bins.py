@@ -22,7 +22,7 @@ def test_sid_edges_and_centres_hand_computed():
 
 
 def test_sid_default_matches_model_spec_eq2():
-  b = db.make_bins()  # model_spec §3.2 recommended: alpha 1, beta 80, K 71.
+  b = db.make_bins()  # docs/model_spec.md §3.2 recommended: alpha 1, beta 80, K 71.
   assert (b.kind, b.alpha, b.beta, b.num_bins, b.num_classes) == ("sid", 1.0, 80.0, 71, 71)
   assert b.edges[0] == pytest.approx(1.0)
   assert b.edges[-1] == pytest.approx(80.0)

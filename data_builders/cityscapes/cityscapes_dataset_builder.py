@@ -16,7 +16,7 @@ frames) and ``val`` (500 -> stored split ``validation``). The ``test`` frames (1
 labels and are not built (model_spec §2.6: paper 001's val + test evaluation cannot be reproduced;
 use val).
 
-Stored (``data_builders.common``), model_spec §9.2:
+Stored (``data_builders.common``), docs/model_spec.md §9.2:
 
 * ``segmentation``: trainIds 0..18 (``meta.CITYSCAPES19_CLASS_NAMES``) from the label ids through
   ``meta.CITYSCAPES_LABEL_ID_TO_TRAIN_ID``; every other id -> 255 (ignore).
@@ -235,7 +235,7 @@ def read_camera(path) -> tuple[float, tuple[float, float, float, float]]:
 
 
 def disparity_to_depth(code: np.ndarray, baseline: float, fx: float) -> np.ndarray:
-  """Converts a Cityscapes disparity PNG to depth in metres (model_spec §9.2).
+  """Converts a Cityscapes disparity PNG to depth in metres (docs/model_spec.md §9.2).
 
   Args:
     code: uint16 (H, W) PNG values ``p``.

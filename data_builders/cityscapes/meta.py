@@ -14,7 +14,7 @@ METAS = tuple(
     has_segmentation=True,
     min_depth=1e-3,
     # Stereo depth grows without bound as disparity -> 0; 80 m is the outdoor evaluation cap of the
-    # field (model_spec §8.5; paper 001 does not state one).
+    # field (docs/model_spec.md §8.5; paper 001 does not state one).
     max_depth=80.0,
     depth_vis_range=(2.0, 80.0),
     eval_crop=None,
@@ -25,7 +25,7 @@ METAS = tuple(
     depth_note=(
       "disparity/*.png uint16 p: p > 1 -> disparity (p - 1) / 256 px, "
       "depth = baseline * fx / disparity (camera/*.json); p in {0, 1} -> 0 = invalid "
-      "(model_spec §9.2)."
+      "(docs/model_spec.md §9.2)."
     ),
     citation_key="cordts2016cityscapes",
   )

@@ -24,7 +24,7 @@ METAS = (
     scene_type="indoor",
     depth_note=(
       "depth_bfx/ (default) or depth/ PNG uint16 v: ((v >> 3) | (v << 13)) mod 2^16 / 1000 m, "
-      "clamped to 8 m (SUNRGBDtoolbox read3dPoints.m, model_spec §9.3); 0 = invalid."
+      "clamped to 8 m (SUNRGBDtoolbox read3dPoints.m, docs/model_spec.md §9.3); 0 = invalid."
     ),
     citation_key="song2015sunrgbd",
   ),

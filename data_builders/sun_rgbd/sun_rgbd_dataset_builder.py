@@ -25,7 +25,7 @@ Stored (``data_builders.common``):
 * ``segmentation``: NYU-40 training ids 0..36 (``seg37list`` = NYU-40 ids 1..37, checked by name
   against ``meta.NYU40_CLASS_NAMES``): label k -> k - 1, 0 -> 255 (ignore).
 * ``depth`` metres: PNG value v -> ``((v >> 3) | (v << 13)) mod 2^16 / 1000``, values above 8 m set
-  to 8 m (SUNRGBDtoolbox ``read3dPoints.m``; model_spec §9.3); 0 stays 0 = invalid. Config
+  to 8 m (SUNRGBDtoolbox ``read3dPoints.m``; docs/model_spec.md §9.3); 0 stays 0 = invalid. Config
   ``default`` reads ``depth_bfx/``, config ``raw_depth`` reads ``depth/``.
 * ``intrinsics``: ``(K[0,0], K[1,1], K[0,2], K[1,2])`` of the frame's ``intrinsics.txt``, as written
   (the toolbox uses them with 1-based pixel coordinates, as the NYU toolbox does for
@@ -412,7 +412,7 @@ def depth_millimetres(code: np.ndarray) -> np.ndarray:
 
 
 def decode_depth(code: np.ndarray) -> np.ndarray:
-  """SUN RGB-D depth PNG -> metres, as SUNRGBDtoolbox ``read3dPoints.m`` (model_spec §9.3).
+  """SUN RGB-D depth PNG -> metres, as SUNRGBDtoolbox ``read3dPoints.m`` (docs/model_spec.md §9.3).
 
   Args:
     code: uint16 (H, W) PNG values.

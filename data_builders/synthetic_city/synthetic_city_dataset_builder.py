@@ -6,7 +6,7 @@ is reproducible bit for bit.
 
 Stored (``data_builders.common``): ``image`` uint8 (H, W, 3); ``depth`` float32 (H, W) planar depth z in
 metres, 0 for sky and for hits at or beyond the far limit ``get_meta('synthetic_city').max_depth``
-(80 m); ``segmentation`` training ids 0..13 of the SSegDep-Net label set (model_spec §9.1,
+(80 m); ``segmentation`` training ids 0..13 of the SSegDep-Net label set (docs/model_spec.md §9.1,
 ``semdepth_jax.data.meta.SSEGDEP_CLASS_NAMES``; every pixel is labelled, no 255); ``intrinsics``
 (fx, fy, cx, cy) with fx = fy = (W / 2) / tan(hfov / 2), cx = (W - 1) / 2, cy = (H - 1) / 2; ``file_name``
 ``f"{split}_{index:05d}"`` (also the example key).

@@ -158,7 +158,7 @@ NYU40_CLASS_NAMES = (
   "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink", "lamp",
   "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
 )  # fmt: skip
-# Couprie et al. 13 classes (model_spec §9.4), in the order of class13Mapping.mat ids 1..13.
+# Couprie et al. 13 classes (docs/model_spec.md §9.4), in the order of class13Mapping.mat ids 1..13.
 NYU13_CLASS_NAMES = (
   "bed", "books", "ceiling", "chair", "floor", "furniture", "objects", "picture", "sofa", "table",
   "tv", "wall", "window",

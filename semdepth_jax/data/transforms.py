@@ -503,7 +503,7 @@ def vflip(example: Mapping[str, Any]) -> Example:
   """Flips an example upside down; intrinsics ``cy -> H - 1 - cy``.
 
   Paper 001 trains with "flipping and mirroring"; vertical flips break the ground-plane depth prior, so
-  they are off by default (model_spec §2.5).
+  they are off by default (docs/model_spec.md §2.5).
   """
   H, _ = _hw(example)
   out = dict(example)

@@ -27,13 +27,13 @@ from semdepth_jax.models.ssegdepnet import SSegDepNet
 from semdepth_jax.models.unet import UNet
 
 MODELS: dict[str, type[nn.Module]] = {
-  # Paper 000 (Valdez-Rodríguez et al. 2022), model_spec §1.
+  # Paper 000 (Valdez-Rodríguez et al. 2022), docs/model_spec.md §1.
   "unet": UNet,
   "scrx": SCRX,
   "cnn3d_s": CNN3DS,
   "cnn3d_up": CNN3DUP,
   "ssegdepnet": SSegDepNet,
-  # Paper 001 (Lin et al. 2019), model_spec §2.
+  # Paper 001 (Lin et al. 2019), docs/model_spec.md §2.
   "deeplab_vgg": DeepLabVGG,
   "depthnet": DepthNet,
   "hybridnet_a1": HybridNetA1,
@@ -42,9 +42,9 @@ MODELS: dict[str, type[nn.Module]] = {
   "deeplab_v2": DeepLabV2,
   "deeplab_sid": DeepLabSID,
   "deeplab_regression": DeepLabRegression,
-  # Paper 004 (Ren et al.), model_spec §5: low / high depth range by `variant`.
+  # Paper 004 (Ren et al.), docs/model_spec.md §5: low / high depth range by `variant`.
   "ds_sidenet": DSSIDENet,
-  # Paper 003 (Charyyev et al., Semantic-MD), model_spec §4.
+  # Paper 003 (Charyyev et al., Semantic-MD), docs/model_spec.md §4.
   "semantic_md": SemanticMD,
 }
 """Registered models: name -> linen Module class."""

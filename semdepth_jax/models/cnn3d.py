@@ -17,7 +17,7 @@ conv 1 **'valid'**, final activation (sigmoid; "relu" variant)               2x4
 maxpool over the remaining depth (code: pool (2, 1, 1))                     1x46x78x1
 =========================================================================== ==================
 
-3D CNN-UP (reference ``3D CNN-UP``; the code's 7 conv + 3 deconv, model_spec §11 item 3):
+3D CNN-UP (reference ``3D CNN-UP``; the code's 7 conv + 3 deconv, docs/model_spec.md §11 item 3):
 
 ==== ====================================================================== ==================
 #    layer                                                                   out (D, H, W, C)
@@ -60,7 +60,7 @@ MIN_VOLUME_DEPTH = 12
 """Smallest RGB+OHESS volume depth both 3-D nets accept; shallower volumes are zero-padded to it."""
 
 DROPOUT_PLACEMENTS = ("after_pool", "after_conv")
-"""Where 3D CNN-UP's optional dropout goes (the paper does not say; model_spec §1.4)."""
+"""Where 3D CNN-UP's optional dropout goes (the paper does not say; docs/model_spec.md §1.4)."""
 
 
 def _volume(module: nn.Module, image, labels, ohess, where: str) -> Array:

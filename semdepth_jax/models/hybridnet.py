@@ -28,7 +28,7 @@ Sub-networks are configured by nested mappings (``backbone``, ``aspp``, ``global
 ``refine``) whose keys are the attributes of :class:`~semdepth_jax.models.backbones.vgg.VGG`,
 :class:`ASPPVGG`, :class:`GlobalDepthNet`, :class:`GradientNet` and :class:`RefineNet`; unknown keys raise.
 
-What the paper leaves open (model_spec §2.2, §2.3, §12) and what is implemented:
+What the paper leaves open (docs/model_spec.md §2.2, §2.3, §12) and what is implemented:
 
 * DepthNet layers: AlexNet widths 96-256-384-384-256, kernels 11/5/3/3/3, conv1 stride 2, LRN (5, 1e-4,
   0.75, 1) after every trunk conv, Caffe 3x3 / 2 pad-1 ceil pools after conv1 and conv5 (321 -> 161 -> 81
@@ -86,7 +86,7 @@ PREPROCESSINGS = {"caffe_bgr": backbones.CAFFE_BGR, "imagenet": backbones.IMAGEN
 """``preprocessing=`` values: Caffe BGR mean (DeepLab, default) or ImageNet (torchvision weights)."""
 
 CAFFE_LRN = (5, 1e-4, 0.75, 1.0)
-"""Caffe / AlexNet LRN (local_size, alpha, beta, k), model_spec §2.2."""
+"""Caffe / AlexNet LRN (local_size, alpha, beta, k), docs/model_spec.md §2.2."""
 
 ALEXNET_WIDTHS = (96, 256, 384, 384, 256)
 ALEXNET_KERNELS = (11, 5, 3, 3, 3)
@@ -134,7 +134,7 @@ def _check_image(image: Array, where: str) -> None:
 
 
 def _caffe_pool(x: Array) -> Array:
-  """Caffe max pool 3x3 / 2, pad 1, ceil mode (model_spec §2.1, §2.2)."""
+  """Caffe max pool 3x3 / 2, pad 1, ceil mode (docs/model_spec.md §2.1, §2.2)."""
   return layers.torch_max_pool(x, 3, 2, padding=1, ceil_mode=True)
 
 
@@ -598,7 +598,7 @@ class DepthNet(_Paper001, nn.Module, DepthSegModel):
 
 
 class HybridNet(_Paper001, nn.Module, DepthSegModel):
-  """HybridNet A1 / A2 (paper 001 §3; model_spec §2.3, §2.4): joint segmentation and depth.
+  """HybridNet A1 / A2 (paper 001 §3; docs/model_spec.md §2.3, §2.4): joint segmentation and depth.
 
   A1: shared VGG16 (DeepLab-v2) -> ASPP (segmentation) and refining net on [conv1(RGB), Interp(pool5)].
   A2: A1 plus DepthNet's global net, the refining net reading [conv1(RGB), Interp(global depth),
@@ -700,7 +700,7 @@ class HybridNet(_Paper001, nn.Module, DepthSegModel):
 
 
 class HybridNetA1(HybridNet):
-  """HybridNet A1 (model_spec §2.3): :class:`HybridNet` with ``variant='a1'``."""
+  """HybridNet A1 (docs/model_spec.md §2.3): :class:`HybridNet` with ``variant='a1'``."""
 
   variant: str = "a1"
 

@@ -7,7 +7,7 @@ HWIO) and 3-D (NDHWC, kernel DHWIO) inputs alike; the number of spatial dimensio
 
 Padding follows Keras: ``'same'`` pads ``k - 1`` in total at stride 1 (symmetric for odd ``k``), and for
 strided convolutions the total ``max((ceil(n / s) - 1) * s + k_eff - n, 0)`` is split with the larger half at
-the bottom / right (TensorFlow's rule, model_spec §13). ``'valid'`` pads nothing.
+the bottom / right (TensorFlow's rule, docs/model_spec.md §13). ``'valid'`` pads nothing.
 
 The transposed convolution follows :func:`jax.lax.conv_transpose` with ``transpose_kernel=False`` (the Flax
 ``nn.ConvTranspose`` convention): the kernel has shape ``(*kernel_size, in_features, features)`` and is
@@ -63,10 +63,10 @@ EXACT_CONV_TRANSPOSE_IMPLS = ("input_dilation", "pad_conv", "depth_to_space")
 """The implementations that compute exactly the transposed convolution (``resize_conv`` does not)."""
 
 KERAS_BN_MOMENTUM = 0.99
-"""Keras ``BatchNormalization`` default momentum (model_spec §1.0, §13)."""
+"""Keras ``BatchNormalization`` default momentum (docs/model_spec.md §1.0, §13)."""
 
 KERAS_BN_EPSILON = 1e-3
-"""Keras ``BatchNormalization`` default epsilon (model_spec §1.0, §13)."""
+"""Keras ``BatchNormalization`` default epsilon (docs/model_spec.md §1.0, §13)."""
 
 glorot_uniform = nn.initializers.glorot_uniform()
 """Keras' default conv kernel initialiser (``glorot_uniform``; fans = receptive field x channels)."""
@@ -104,7 +104,7 @@ def keras_same_padding(
   Returns:
     ``(pad_before, pad_after)``; the total is ``max((ceil(size / stride) - 1) * stride + k_eff - size, 0)``
     with ``k_eff = (kernel - 1) * dilation + 1``, and the larger half goes after (bottom / right), as in
-    TensorFlow (model_spec §13). Output length is ``ceil(size / stride)``.
+    TensorFlow (docs/model_spec.md §13). Output length is ``ceil(size / stride)``.
   """
   k_eff = (kernel - 1) * dilation + 1
   out = -(-size // stride)
@@ -558,7 +558,7 @@ def pool_output_size(size: int, window: int, stride: int, padding: int, ceil_mod
 
   ``floor`` (or ``ceil`` with ``ceil_mode``) of ``(size + 2 * padding - window) / stride``, plus 1; in ceil
   mode a last window that would start in the right padding is dropped (PyTorch's rule, which also gives
-  Caffe's sizes for DeepLab's 3x3 / 2 pad-1 pools: 321 -> 161 -> 81 -> 41, model_spec §2.1).
+  Caffe's sizes for DeepLab's 3x3 / 2 pad-1 pools: 321 -> 161 -> 81 -> 41, docs/model_spec.md §2.1).
 
   Raises:
     ValueError: the window does not fit the padded input.
@@ -657,7 +657,7 @@ def adaptive_avg_pool(x: Array, output_size: int | Sequence[int]) -> Array:
 def resize_bilinear(x: Array, size: Sequence[int]) -> Array:
   """Bilinear resize of (B, H, W, C) to (B, *size, C) in ``x``'s dtype.
 
-  ``semdepth_jax.resize.bilinear``: half-pixel centres, no antialiasing (model_spec §13).
+  ``semdepth_jax.resize.bilinear``: half-pixel centres, no antialiasing (docs/model_spec.md §13).
   """
   from semdepth_jax import resize
 
@@ -672,7 +672,7 @@ class LocalResponseNorm(nn.Module):
   Caffe's ``lrn_layer.cpp``, and for odd ``n`` PyTorch's ``nn.LocalResponseNorm`` (both divide ``alpha``
   by ``n``; for even ``n`` PyTorch puts the longer half before ``c``). No
   parameters. Defaults are Caffe's / AlexNet's (local_size 5, alpha 1e-4, beta 0.75, k 1), the values
-  model_spec §2.2 recommends for DepthNet.
+  docs/model_spec.md §2.2 recommends for DepthNet.
 
   Attributes:
     size: channels in the window (odd in Caffe).
@@ -724,13 +724,13 @@ class BatchNormSpec:
 
 
 KERAS_BN = BatchNormSpec(momentum=KERAS_BN_MOMENTUM, epsilon=KERAS_BN_EPSILON)
-"""Keras ``BatchNormalization`` defaults (paper 000, model_spec §1.0, §13)."""
+"""Keras ``BatchNormalization`` defaults (paper 000, docs/model_spec.md §1.0, §13)."""
 
 TORCH_BN = BatchNormSpec(momentum=0.9, epsilon=1e-5)
 """PyTorch ``nn.BatchNorm2d`` defaults (``momentum=0.1`` in PyTorch's convention; torchvision, timm)."""
 
 FROZEN_BN = BatchNormSpec(momentum=0.9, epsilon=1e-5, frozen=True)
-"""Frozen BatchNorm with Caffe / PyTorch epsilon (DeepLab-v2, model_spec §3.1)."""
+"""Frozen BatchNorm with Caffe / PyTorch epsilon (DeepLab-v2, docs/model_spec.md §3.1)."""
 
 
 class FrozenBatchNorm(nn.Module):
@@ -841,7 +841,7 @@ class ConvBNAct(nn.Module):
 
   ``order='conv_bn_act'`` is the U-Net ``conv2d_block`` layer (conv -> BN -> ReLU, model_spec §1.1);
   ``order='conv_act_bn'`` is the depth nets' Keras ``Conv(..., activation='relu')`` followed by
-  ``BatchNormalization()`` (model_spec §1.2-§1.4). Submodules: ``conv``, ``bn``.
+  ``BatchNormalization()`` (docs/model_spec.md §1.2-§1.4). Submodules: ``conv``, ``bn``.
 
   Attributes:
     features: output channels.
@@ -884,7 +884,7 @@ class ConvBNAct(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-  """SCRX residual block with a pre-activation on the input (model_spec §1.2).
+  """SCRX residual block with a pre-activation on the input (docs/model_spec.md §1.2).
 
   ``y = ReLU(shortcut(x) + BN(conv3x3(ReLU(BN(conv3x3(ReLU(x)))))))`` with
   ``shortcut(x) = BN(conv1x1(x))`` applied to the *raw* input. The reference code's channel test compares
@@ -947,7 +947,7 @@ def depth_head_output(
     max_depth: with ``'metres'`` and a sigmoid, the output is ``max_depth * sigmoid`` (metres); required
       then, ignored otherwise.
     out_size: if given, bilinear upsampling (``antialias=False``) to this (H, W), the paper's "bilinear
-      upsampling to the input size" (model_spec §11 items 1-3).
+      upsampling to the input size" (docs/model_spec.md §11 items 1-3).
     where: model name for error messages.
     depth_prior: metres; with ``'log'`` output the head predicts ``log(d / depth_prior)`` and the output
       is ``x + log(depth_prior)`` (natural log of metres), so a freshly initialised head (x ~ 0) starts at

@@ -115,7 +115,7 @@ def ohess_from_logits(
   threshold: float = 0.5,
   dtype=jnp.float32,
 ) -> Array:
-  """OHESS from the U-Net's per-class logits (SSegDep-Net inference; model_spec §1.1, §1.5).
+  """OHESS from the U-Net's per-class logits (SSegDep-Net inference; docs/model_spec.md §1.1, §1.5).
 
   Args:
     seg_logits: (B, H, W, C) pre-sigmoid logits of the U-Net (its output activation is a per-class
@@ -159,7 +159,7 @@ def ohess_from_logits(
 def rgb_ohess_channels(image: Array, planes: Array) -> Array:
   """Stacks RGB and OHESS planes along channels: (B, H, W, 3) + (B, H, W, P) -> (B, H, W, 3 + P).
 
-  The 2-D input of SCRX RGB+OHESS (model_spec §1.2).
+  The 2-D input of SCRX RGB+OHESS (docs/model_spec.md §1.2).
   """
   _check_image_planes(image, planes)
   return jnp.concatenate([image, planes.astype(image.dtype)], axis=-1)

@@ -16,7 +16,7 @@ Paper vs code (model_spec §11 item 1): the paper bilinearly upsamples the outpu
 code does not (46x78). Default = code; ``paper_output_size=True`` adds the upsampling. The RGB+OHESS variant
 (the paper's best SCRX) is the same network with 3 + P input channels (``use_ohess=True``, default).
 BatchNorm is per channel (the reference's Keras BN on channels-first tensors normalises per column; not
-reproduced, model_spec §1.0).
+reproduced, docs/model_spec.md §1.0).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ Array = jax.Array
 
 
 class SCRX(nn.Module, DepthSegModel):
-  """SCRX depth network, RGB or RGB + OHESS input (paper 000; model_spec §1.2).
+  """SCRX depth network, RGB or RGB + OHESS input (paper 000; docs/model_spec.md §1.2).
 
   Call: ``model.apply(variables, image, labels, train=..., mutable=['batch_stats'])``. With
   ``use_ohess=True`` the OHESS planes come from the model's semantic source

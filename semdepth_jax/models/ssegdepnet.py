@@ -1,4 +1,4 @@
-"""SSegDep-Net: U-Net -> OHESS -> 3D CNN-UP (paper 000 §3.3, Fig. 9; model_spec §1.5).
+"""SSegDep-Net: U-Net -> OHESS -> 3D CNN-UP (paper 000 §3.3, Fig. 9; docs/model_spec.md §1.5).
 
 The paper trains the two modules separately and only composes them for inference. One module,
 :class:`SSegDepNet`, covers every stage with a single, fixed parameter tree: top-level submodules ``unet``
@@ -90,7 +90,7 @@ def _sub_config(
 
 
 class SSegDepNet(nn.Module, DepthSegModel):
-  """SSegDep-Net (paper 000; model_spec §1.5), staged as described in the module docstring.
+  """SSegDep-Net (paper 000; docs/model_spec.md §1.5), staged as described in the module docstring.
 
   Call: ``model.apply(variables, image, labels=None, train=..., mutable=['batch_stats'],
   rngs={'dropout': key})``. Parameter count at the defaults: 35,415,887 trainable (U-Net 34,525,966 +

@@ -1,4 +1,4 @@
-"""U-Net semantic segmentation module of SSegDep-Net (paper 000; model_spec §1.1).
+"""U-Net semantic segmentation module of SSegDep-Net (paper 000; docs/model_spec.md §1.1).
 
 Layer table (reference code ``Semantic segmentation CNN/U-Net``, ``get_unet(n_filters=64, dropout=0.05)``),
 192x320 input, widths ``w = base_width * 2**i``:
@@ -61,7 +61,7 @@ class UNetBlock(nn.Module):
 
 
 class UNet(nn.Module, DepthSegModel):
-  """U-Net with sigmoid per-class outputs (paper 000 §3.1, Fig. 2; model_spec §1.1).
+  """U-Net with sigmoid per-class outputs (paper 000 §3.1, Fig. 2; docs/model_spec.md §1.1).
 
   Call: ``model.apply(variables, image, labels=None, train=False, mutable=..., rngs={'dropout': key})``;
   ``labels`` is accepted for a uniform call convention and ignored. Training with ``dropout_rate > 0``

@@ -256,7 +256,7 @@ def depth_norm_of(config: Any) -> float | None:
   """The ``depth_norm`` (metres) of the config's inverted-normalised depth loss terms, or None.
 
   Paper 000's depth nets predict ``1 - min(d / depth_norm, 1)``; evaluation inverts it with the same
-  ``depth_norm`` the loss used (model_spec §1.0).
+  ``depth_norm`` the loss used (docs/model_spec.md §1.0).
 
   Raises:
     ValueError: stages disagree on ``depth_norm``.

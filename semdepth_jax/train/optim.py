@@ -45,14 +45,14 @@ def make_schedule(cfg: Any, base_lr: float, total_steps: int) -> optax.Schedule:
 
   * ``constant``: ``base_lr``.
   * ``poly``: ``(base_lr - end_value) * (1 - min(t, T)/T) ** power + end_value`` (DeepLab "poly", KZ
-    ``PolynomialLR``; model_spec §10; power 0.9 there).
+    ``PolynomialLR``; docs/model_spec.md §10; power 0.9 there).
   * ``cosine``: ``end + (base_lr - end) * (1 + cos(pi * min(t, T)/T)) / 2`` (paper 003: 1e-3 -> 1e-6).
   * ``step``: ``base_lr * decay_factor ** floor(t / decay_every)`` (sparse-to-dense convention).
 
   ``poly`` and ``cosine`` with ``decay_every = k > 0`` hold the rate constant over blocks of ``k`` updates,
   evaluating the curve at ``t' = k * floor(t / k)``: a PyTorch scheduler stepped once per epoch of ``k``
   batches (paper 003's ``CosineAnnealingLR(T_max=15)`` with ``decay_every`` = batches per epoch and
-  ``decay_steps`` = 15 epochs of them; model_spec §4.6).
+  ``decay_steps`` = 15 epochs of them; docs/model_spec.md §4.6).
 
   Args:
     cfg: mapping/ConfigDict with ``name`` (one of :data:`SCHEDULES`) and optionally ``warmup_steps``,

@@ -126,7 +126,7 @@ def _read_split(builder, split):
 
 
 def _expected_depth(code):
-  """Independent numpy reference of model_spec §9.2."""
+  """Independent numpy reference of docs/model_spec.md §9.2."""
   disparity = (code.astype(np.float64) - 1.0) / 256.0
   with np.errstate(divide="ignore"):
     depth = np.where(code > 1, BASELINE * FX / np.where(code > 1, disparity, 1.0), 0.0)

@@ -58,7 +58,7 @@ def test_vgg_shapes_and_feature_info(variant):
 
 
 def test_vgg_deeplab_paper_sizes():
-  """model_spec §2.1: 321 -> 161 -> 81 -> 41, then stride 1 (41 x 41 at pool5)."""
+  """docs/model_spec.md §2.1: 321 -> 161 -> 81 -> 41, then stride 1 (41 x 41 at pool5)."""
   m = vgg.VGG(widths=TINY_VGG, num_classes=0, variant="deeplab_v2")
   _, out = _shapes(m, (321, 321))
   got = [out["features"][n].shape[1] for n in vgg.FEATURE_NAMES]

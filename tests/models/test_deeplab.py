@@ -33,7 +33,7 @@ FC = 2048 * 1000 + 1000
 
 
 def _aspp(classes):
-  """Four 3x3 convolutions 2048 -> classes with bias (model_spec §3.1)."""
+  """Four 3x3 convolutions 2048 -> classes with bias (docs/model_spec.md §3.1)."""
   return 4 * (3 * 3 * 2048 * classes + classes)
 
 

@@ -21,7 +21,7 @@ def np_max_pool_1d_windows(n, k, s, p, out):
 # (n, window, stride, padding, ceil_mode) -> output length, by hand from the PyTorch docs:
 # floor_or_ceil((n + 2p - k) / s) + 1, minus one if the last window would start in the right padding.
 SIZES = [
-  ((321, 3, 2, 1, True), 161),  # DeepLab-v2 VGG pools, model_spec §2.1
+  ((321, 3, 2, 1, True), 161),  # DeepLab-v2 VGG pools, docs/model_spec.md §2.1
   ((161, 3, 2, 1, True), 81),
   ((81, 3, 2, 1, True), 41),
   ((41, 3, 1, 1, True), 41),

@@ -18,7 +18,7 @@ from semdepth_jax.models import semantic_md as smd
 
 B4_FEATURES_ONLY = 16_742_216
 """timm ``efficientnet_b4`` parameters (19,341,616) minus conv_head, bn2 and the 1000-way classifier."""
-B4_CHANNELS = (24, 32, 56, 160, 448)  # strides 2 .. 32 (model_spec §4.1)
+B4_CHANNELS = (24, 32, 56, 160, 448)  # strides 2 .. 32 (docs/model_spec.md §4.1)
 DECODER = (256, 128, 64, 32, 16)
 
 TINY = {

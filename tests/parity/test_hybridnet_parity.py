@@ -1,4 +1,4 @@
-"""Paper 001 blocks vs references written with PyTorch's own layers (model_spec §2.1, §2.2).
+"""Paper 001 blocks vs references written with PyTorch's own layers (docs/model_spec.md §2.1, §2.2).
 
 PyTorch has the Caffe operators the paper's networks are made of: ``nn.LocalResponseNorm`` (Caffe's LRN
 for odd sizes), ``F.interpolate(mode='bilinear', align_corners=True)`` (Caffe ``Interp``),

@@ -1,4 +1,4 @@
-"""Schedules and optimiser semantics against hand-computed references (model_spec §10)."""
+"""Schedules and optimiser semantics against hand-computed references (docs/model_spec.md §10)."""
 
 import math
 

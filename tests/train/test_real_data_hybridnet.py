@@ -94,7 +94,7 @@ def _train(model, data_dir, train_frames, workdir):
 
 
 def _depth_scores(pred, gt):
-  """Per-image abs_rel, rmse, rmse_log, delta1 (numpy, model_spec §8.1)."""
+  """Per-image abs_rel, rmse, rmse_log, delta1 (numpy, docs/model_spec.md §8.1)."""
   out = []
   for p, g in zip(pred, gt, strict=True):
     v = (g > MIN_DEPTH) & (g < MAX_DEPTH)
