@@ -1,4 +1,4 @@
-"""``semdepth quickstart``: the main job — build, train, evaluate and predict in about 10 minutes on a CPU.
+"""``semdepth quickstart``: the main job: build, train, evaluate, predict (~11 min on 2 CPU cores).
 
 What it does (re-running continues where it stopped; every step is resumable or idempotent):
 
@@ -38,8 +38,9 @@ from semdepth_jax.data.meta import get_meta
 DEFAULT_WORKDIR = os.path.join("runs", "quickstart")
 EVAL_SPLIT = "test"
 
-# Quickstart length (batches of 8 per stage) at size=small; tuned for ~10 minutes on 2 CPU cores. The
-# recipe is the small preset's (configs/ssegdepnet.py: the fast recipe, not the paper's 50-epoch SGD).
+# Quickstart length (batches of 8 per stage) at size=small: about 11 minutes on 2 unloaded CPU cores
+# (benchmarks/quickstart_seeds.py). The recipe is the small preset's (configs/ssegdepnet.py: the fast recipe,
+# not the paper's 50-epoch SGD).
 SEG_STEPS = 500
 DEPTH_STEPS = 300
 
@@ -329,7 +330,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   """Registers ``semdepth quickstart``."""
   parser = subparsers.add_parser(
     "quickstart",
-    help="the main job: build, train, evaluate and predict (~10 min)",
+    help="the main job: build, train, evaluate and predict (~11 min on 2 CPU cores)",
     description=__doc__.split("\n\n")[0],
   )
   parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="output folder (resumable)")
