@@ -35,24 +35,11 @@ SHARED_FOLDERS = {"replica": "replica_office0", "camvid": "camvid"}
 
 
 def _ensure_built(dataset: str, data_dir: str | None, shared: str) -> None:
-  import tensorflow_datasets as tfds
-
-  from semdepth_jax.data import pipeline
+  """Builds ``dataset`` on first use: from ``shared/<SHARED_FOLDERS entry>`` when it needs files."""
   from semdepth_jax.train import loop
 
-  builder = pipeline.get_builder(dataset, data_dir)
-  if builder.is_prepared():
-    return
-  base = dataset.split("/")[0]
-  if base in SHARED_FOLDERS:
-    builder.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(
-        manual_dir=os.path.join(shared, SHARED_FOLDERS[base]), try_download_gcs=False
-      ),
-    )
-  else:
-    loop.ensure_dataset(dataset, data_dir)
+  folder = SHARED_FOLDERS.get(dataset.split("/")[0])
+  loop.ensure_dataset(dataset, data_dir, manual_dir=folder and os.path.join(shared, folder))
 
 
 def _metric_keys(model: str) -> tuple[str, ...]:

@@ -72,18 +72,9 @@ def _runs(n: int) -> list[Run]:
 
 
 def _ensure_built(data_dir: str | None, shared: str) -> None:
-  import tensorflow_datasets as tfds
+  from semdepth_jax.train import loop
 
-  from semdepth_jax.data import pipeline
-
-  builder = pipeline.get_builder(DATASET, data_dir)
-  if not builder.is_prepared():
-    builder.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(
-        manual_dir=os.path.join(shared, SHARED_FOLDER), try_download_gcs=False
-      ),
-    )
+  loop.ensure_dataset(DATASET, data_dir, manual_dir=os.path.join(shared, SHARED_FOLDER))
 
 
 def load_train_examples(data_dir: str | None, image_size: tuple[int, int]) -> list[dict]:

@@ -451,12 +451,20 @@ def check_consumers(config: Any) -> None:
       raise type(e)(f"config.stages.{name}: {msg}") from None
 
 
-def ensure_dataset(dataset: str, data_dir: str | None = None) -> None:
+def ensure_dataset(
+  dataset: str, data_dir: str | None = None, *, manual_dir: str | os.PathLike | None = None
+) -> None:
   """Makes sure ``dataset`` is built in ``data_dir``; builds the embedded ``synthetic_city`` if needed.
 
+  Args:
+    dataset: TFDS name (``replica``, ``synthetic_city/tiny`` ...).
+    data_dir: TFDS data dir (None = TFDS default).
+    manual_dir: the downloaded files of a dataset that needs them (as ``semdepth data build
+      --manual_dir``); used only when the dataset is not built yet.
+
   Raises:
-    FileNotFoundError: a dataset that needs manual files is not built; the message holds the exact
-      ``semdepth data build`` command.
+    FileNotFoundError: a dataset that needs manual files is not built and no ``manual_dir`` was given;
+      the message holds the exact ``semdepth data build`` command.
     KeyError: unknown dataset.
   """
   import tensorflow_datasets as tfds
@@ -467,7 +475,7 @@ def ensure_dataset(dataset: str, data_dir: str | None = None) -> None:
   if builder.is_prepared():
     return
   base = dataset.split(":")[0].split("/")[0]
-  if base not in AUTO_BUILD_DATASETS:
+  if base not in AUTO_BUILD_DATASETS and manual_dir is None:
     raise FileNotFoundError(
       f"dataset {dataset!r} is not built in {data_dir or pipeline.default_data_dir()}. Build it with:\n"
       f"  {pipeline.build_command(dataset, data_dir)}"
@@ -475,7 +483,9 @@ def ensure_dataset(dataset: str, data_dir: str | None = None) -> None:
   _log.info("building %s into %s (first use)", dataset, builder.data_dir)
   builder.download_and_prepare(
     file_format="array_record",  # readable without TensorFlow (docs/environment_notes.md)
-    download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+    download_config=tfds.download.DownloadConfig(
+      manual_dir=None if manual_dir is None else os.fspath(manual_dir), try_download_gcs=False
+    ),
   )
 
 

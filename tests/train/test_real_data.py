@@ -40,16 +40,8 @@ TOP_N = (
 @pytest.fixture(scope="module")
 def replica(shared_data, tmp_path_factory):
   """Builds replica into a temporary TFDS dir; returns (data_dir, train stats at the stored size)."""
-  import tensorflow_datasets as tfds
-
   data_dir = str(tmp_path_factory.mktemp("tfds"))
-  builder = pipeline.get_builder("replica", data_dir)
-  builder.download_and_prepare(
-    file_format="array_record",
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=str(shared_data / "replica_office0"), try_download_gcs=False
-    ),
-  )
+  loop.ensure_dataset("replica", data_dir, manual_dir=shared_data / "replica_office0")
   depth_sum, depth_n = 0.0, 0
   hist = np.zeros(NUM_CLASSES, np.int64)
   for batch in _batches(data_dir, "train"):

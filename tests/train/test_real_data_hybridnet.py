@@ -42,16 +42,8 @@ SMALL = (170, 300)  # 1/4 of the stored 680 x 1200
 @pytest.fixture(scope="module")
 def replica(shared_data, tmp_path_factory):
   """Builds replica in a temporary TFDS dir; returns (data_dir, train list, validation list, stats)."""
-  import tensorflow_datasets as tfds
-
   data_dir = str(tmp_path_factory.mktemp("tfds"))
-  builder = pipeline.get_builder("replica", data_dir)
-  builder.download_and_prepare(
-    file_format="array_record",
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=str(shared_data / "replica_office0"), try_download_gcs=False
-    ),
-  )
+  loop.ensure_dataset("replica", data_dir, manual_dir=shared_data / "replica_office0")
   frames = {}
   for split in ("train", "validation"):
     source = pipeline.open_source("replica", split, data_dir)
