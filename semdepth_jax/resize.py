@@ -41,19 +41,34 @@ def _size(size: Sequence[int]) -> tuple[int, int]:
   return h, w
 
 
+def _gather(x: Any, size: Sequence[int], indices: Any) -> jax.Array:
+  """Copies rows / columns ``indices(n_in, n_out)`` of axes 1, 2 (a nearest-neighbour rule)."""
+  x = jnp.asarray(x)
+  h, w = _size(size)
+  if tuple(x.shape[1:3]) == (h, w):
+    return x
+  rows = jnp.asarray(indices(x.shape[1], h))
+  cols = jnp.asarray(indices(x.shape[2], w))
+  return x[:, rows][:, :, cols]
+
+
+def _linear(x: Any, size: Sequence[int], *, antialias: bool) -> jax.Array:
+  """float32 bilinear resize of axes 1, 2 with half-pixel centres (``jax.image.resize``)."""
+  x = jnp.asarray(x)
+  h, w = _size(size)
+  if tuple(x.shape[1:3]) == (h, w):
+    return x.astype(jnp.float32)
+  shape = (x.shape[0], h, w, *x.shape[3:])
+  return jax.image.resize(x.astype(jnp.float32), shape, "linear", antialias=antialias)
+
+
 def nearest(x: Any, size: Sequence[int]) -> jax.Array:
   """Nearest-neighbour resize of axes 1, 2 to ``size`` (rule in the module docstring); keeps the dtype.
 
   Raises:
     ValueError: a non-positive output size.
   """
-  x = jnp.asarray(x)
-  h, w = _size(size)
-  if tuple(x.shape[1:3]) == (h, w):
-    return x
-  rows = jnp.asarray(nearest_indices(x.shape[1], h))
-  cols = jnp.asarray(nearest_indices(x.shape[2], w))
-  return x[:, rows][:, :, cols]
+  return _gather(x, size, nearest_indices)
 
 
 def bilinear(x: Any, size: Sequence[int]) -> jax.Array:
@@ -62,12 +77,7 @@ def bilinear(x: Any, size: Sequence[int]) -> jax.Array:
   Raises:
     ValueError: a non-positive output size.
   """
-  x = jnp.asarray(x)
-  h, w = _size(size)
-  if tuple(x.shape[1:3]) == (h, w):
-    return x.astype(jnp.float32)
-  shape = (x.shape[0], h, w, *x.shape[3:])
-  return jax.image.resize(x.astype(jnp.float32), shape, "linear", antialias=False)
+  return _linear(x, size, antialias=False)
 
 
 def nearest_floor(x: Any, size: Sequence[int]) -> jax.Array:
@@ -79,13 +89,7 @@ def nearest_floor(x: Any, size: Sequence[int]) -> jax.Array:
   Raises:
     ValueError: a non-positive output size.
   """
-  x = jnp.asarray(x)
-  h, w = _size(size)
-  if tuple(x.shape[1:3]) == (h, w):
-    return x
-  rows = (np.arange(h) * x.shape[1]) // h
-  cols = (np.arange(w) * x.shape[2]) // w
-  return x[:, rows][:, :, cols]
+  return _gather(x, size, lambda n_in, n_out: (np.arange(n_out) * n_in) // n_out)
 
 
 def image(x: Any, size: Sequence[int]) -> jax.Array:
@@ -94,13 +98,7 @@ def image(x: Any, size: Sequence[int]) -> jax.Array:
   Raises:
     ValueError: a non-positive output size.
   """
-  x = jnp.asarray(x)
-  h, w = _size(size)
-  if tuple(x.shape[1:3]) == (h, w):
-    return x.astype(jnp.float32)
-  return jax.image.resize(
-    x.astype(jnp.float32), (x.shape[0], h, w, x.shape[-1]), "linear", antialias=True
-  )
+  return _linear(x, size, antialias=True)
 
 
 def align_corners_matrix(n_in: int, n_out: int) -> np.ndarray:
