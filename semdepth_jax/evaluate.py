@@ -748,7 +748,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     + ", ".join(sorted(k for k, v in metrics.PROTOCOLS.items() if v.kind == "standard"))
     + ". Writes metrics.json and metrics.md to DIR/eval/<split>/<protocol>/<mode>[+flip][@HxW]/.",
   )
-  p.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
+  p.add_argument("--workdir", default=None, help="training workdir (config.json + checkpoints/)")
   p.add_argument("--config", default=None, help="config PATH[:ARGS] (default: the workdir's)")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
   p.add_argument("--split", default=None, help="split (default: config.eval.split)")
@@ -773,12 +773,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   p.add_argument(
     "--out", default=None, help="output folder (default: DIR/eval/<split>/<protocol>/<mode>...)"
   )
+  from semdepth_jax import routed
+
+  routed.add_arguments(p, evaluate=True)
   p.set_defaults(func=run)
   return p
 
 
 def run(args: argparse.Namespace) -> int:
   """Handler of ``semdepth evaluate``: 0 on success, 2 on a user error (message on stderr)."""
+  if args.router is not None:
+    from semdepth_jax import routed
+
+    return routed.run_evaluate(args)
+  if not args.workdir:
+    print(
+      "semdepth evaluate: error: --workdir is required (or --router with --low, --high)",
+      file=sys.stderr,
+    )
+    return 2
   try:
     report = evaluate_workdir(
       args.workdir,

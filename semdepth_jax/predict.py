@@ -917,7 +917,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
       "failed, 2 on a usage error."
     ),
   )
-  p.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
+  p.add_argument("--workdir", default=None, help="training workdir (config.json + checkpoints/)")
   p.add_argument("--images", required=True, nargs="+", help="image files and/or folders")
   p.add_argument("--out", required=True, help="output folder")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
@@ -930,12 +930,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   p.add_argument(
     "--intrinsics", default=None, help="fx,fy,cx,cy in pixels of the input images (for --ply)"
   )
+  from semdepth_jax import routed
+
+  routed.add_arguments(p)
   p.set_defaults(func=run)
   return p
 
 
 def run(args: argparse.Namespace) -> int:
   """Handler of ``semdepth predict``: 0 = all images done, 1 = some failed, 2 = usage error."""
+  if args.router is not None:
+    from semdepth_jax import routed
+
+    return routed.run_predict(args)
+  if not args.workdir:
+    print(
+      "semdepth predict: error: --workdir is required (or --router with --low, --high)",
+      file=sys.stderr,
+    )
+    return 2
   try:
     intrinsics = parse_intrinsics(args.intrinsics) if args.intrinsics else None
     result = predict_images(
