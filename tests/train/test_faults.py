@@ -8,6 +8,7 @@ name). Checked after the last restart: final parameters bitwise equal, every eva
 """
 
 import json
+import logging
 import os
 
 import jax
@@ -120,3 +121,31 @@ def test_restart_after_kill_in_final_evaluation_runs_it(tmp_path, point):
   # A further restart has nothing left to do and repeats nothing.
   loop.train(cfg, tmp_path, components=_comps(source))
   assert len(_log(tmp_path)) == 2
+
+
+def test_damaged_newest_checkpoint_is_set_aside_and_the_run_redone(tmp_path, caplog):
+  source = _toy.make_source()
+  cfg = _toy.config(steps=4, every=2)
+  full = loop.train(cfg, tmp_path, components=_comps(source))
+  reference = _log(tmp_path)
+  from tests.train.test_checkpoint_damage import _flip_byte
+
+  rel = _flip_byte(os.fspath(tmp_path / "checkpoints" / "4"))
+  with caplog.at_level(logging.WARNING, logger="semdepth_jax"):
+    redone = loop.train(cfg, tmp_path, components=_comps(source))
+  warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  assert any("checkpoint step 4" in w and rel in w for w in warnings)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4", "4.damaged"]
+  _assert_same_state(full.state, redone.state)
+  assert _log(tmp_path) == reference
+
+
+def test_divergence_before_the_first_checkpoint_says_so(tmp_path):
+  poisoned = _toy.make_source()
+  for ex in poisoned:
+    ex["depth"] = np.full_like(ex["depth"], np.inf)
+  with pytest.raises(FloatingPointError) as err:
+    loop.train(_toy.config(steps=4, every=2), tmp_path, components=_toy.components(poisoned))
+  msg = str(err.value)
+  assert "step 1" in msg and "No checkpoint has been written yet" in msg
+  assert "intact" not in msg
