@@ -491,6 +491,11 @@ def ensure_dataset(
       f"dataset {dataset!r} is not built in {data_dir or pipeline.default_data_dir()}. Build it with:\n"
       f"  {pipeline.build_command(dataset, data_dir)}"
     )
+  from semdepth_jax.data.cli import remove_stale_incomplete
+
+  removed = remove_stale_incomplete(builder)
+  if removed:
+    _log.info("%s", removed)
   _log.info("building %s into %s (first use)", dataset, builder.data_dir)
   builder.download_and_prepare(
     file_format="array_record",  # readable without TensorFlow (docs/environment_notes.md)
