@@ -340,7 +340,8 @@ class Checkpointer:
     """Logs that checkpoint ``step`` is damaged (``problem``), moves it aside; returns the new path."""
     dst = self.move_aside(step)
     _log.warning(
-      "checkpoint step %d in %s is damaged: %s; moved it to %s and falling back to an older checkpoint",
+      "checkpoint step %d in %s is damaged: %s; moved it to %s (kept for inspection) and using the "
+      "newest intact older checkpoint, if any",
       int(step),
       self.directory,
       problem,
