@@ -1,11 +1,13 @@
 """``semdepth data build`` and ``semdepth data show``: build TFDS datasets and preview them.
 
 ``data build`` runs the dataset's TFDS builder (``download_and_prepare``). TFDS writes everything into a
-temporary ``<version>.incomplete.*`` folder beside the final one and renames it to ``<data_dir>/<name>/
-[<config>/]<version>`` only after every split and ``dataset_info.json`` are written
+temporary ``incomplete.<6 random characters>_<version>`` folder beside the final one and renames it to
+``<data_dir>/<name>/[<config>/]<version>`` only after every split and ``dataset_info.json`` are written
 (``tfds.core.utils.incomplete_dir``); an interrupted build therefore never looks built
 (``builder.is_prepared()`` is False, readers raise the "not built" error with the build command) and
-running the same command again starts over.
+running the same command again starts over. A build killed outright leaves its temporary folder behind;
+the next build of the same dataset and version removes such folders and says so
+(:func:`remove_stale_incomplete`).
 
 ``data show`` writes a PNG grid of the first ``--n`` stored examples of a split (rows = examples; columns
 RGB | depth with a colour bar in metres | labels with a legend of the classes present), using the palette,
@@ -17,6 +19,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
+import shutil
 import sys
 import time
 
@@ -116,6 +120,38 @@ def meta_for(name: str):
   return None
 
 
+def remove_stale_incomplete(builder) -> str | None:
+  """Deletes the temporary folders that interrupted builds of ``builder``'s dataset and version left.
+
+  TFDS builds into ``<parent>/incomplete.XXXXXX_<version>`` next to the final ``<parent>/<version>``
+  folder and renames it at the end; a killed build leaves it behind (tens of MB each). Call this right
+  before ``download_and_prepare``: two builds of the same dataset and version must not run at once.
+
+  Args:
+    builder: a TFDS builder (``builder.data_dir`` is the final, versioned folder).
+
+  Returns:
+    One line saying what was removed (folders and size), or None when there was nothing.
+  """
+  final = os.fspath(builder.data_dir).rstrip("/")
+  parent, version = os.path.split(final)
+  if not os.path.isdir(parent):
+    return None
+  pattern = re.compile(r"incomplete\.[A-Z0-9]{6}_" + re.escape(version))
+  stale = sorted(n for n in os.listdir(parent) if pattern.fullmatch(n))
+  if not stale:
+    return None
+  size = 0
+  for name in stale:
+    for root, _, files in os.walk(os.path.join(parent, name)):
+      size += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    shutil.rmtree(os.path.join(parent, name))
+  return (
+    f"removed {len(stale)} incomplete folder(s) of an interrupted build of {builder.name} "
+    f"{version} ({size / 1e6:.1f} MB) from {parent}: {', '.join(stale)}"
+  )
+
+
 def _has_tensorflow() -> bool:
   return importlib.util.find_spec("tensorflow") is not None
 
@@ -157,6 +193,9 @@ def build(args: argparse.Namespace) -> int:
     )
     return 2
   download_config = tfds.download.DownloadConfig(manual_dir=args.manual_dir, try_download_gcs=False)
+  removed = remove_stale_incomplete(builder)
+  if removed:
+    print(removed, flush=True)
   print(f"Building {name} into {data_dir} ({args.file_format}) ...", flush=True)
   start = time.perf_counter()
   try:

@@ -7,7 +7,13 @@ A checkpoint step directory holds two items:
 * ``meta``: a JSON dict (current stage, data-iterator state, anything else small).
 
 Restores validate the stored shapes and dtypes against the abstract target *before* reading, and fail with
-one message that names every mismatching leaf. The calls follow ``docs/environment_notes.md`` (Orbax
+one message that names every mismatching leaf.
+
+Integrity: once a save is on disk, a SHA-256 digest of every file of the step directory is written into it
+(``semdepth_sha256.json``, atomically). :meth:`Checkpointer.verify` checks the files Orbax needs
+(``_METADATA``, ``manifest.ocdbt``, the JSON ``meta``) and the digests, so a truncated, deleted or silently
+changed file is reported with the step and the file; :meth:`Checkpointer.latest_intact_step` moves damaged
+checkpoints aside (``<step>.damaged``, never deleted) and returns the newest intact one. The calls follow ``docs/environment_notes.md`` (Orbax
 0.12.8: ``Composite`` of ``StandardSave``/``JsonSave``, a ``LatestN`` preservation policy rather than the
 deprecated ``max_to_keep``).
 """
@@ -15,6 +21,8 @@ deprecated ``max_to_keep``).
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import logging
 import os
 from typing import Any
@@ -31,6 +39,48 @@ _log = logging.getLogger(__name__)
 
 class CheckpointMismatchError(ValueError):
   """A stored checkpoint does not match the state the current config builds (names the leaves)."""
+
+
+class CheckpointDamagedError(RuntimeError):
+  """A checkpoint's files are missing, truncated or changed since it was saved (names step and file)."""
+
+
+CHECKSUM_FILE = "semdepth_sha256.json"
+"""Per-file SHA-256 digests of a step directory, written after its save is complete."""
+
+_ITEM_FILES = {
+  "variables": ("_METADATA", "manifest.ocdbt"),
+  "train": ("_METADATA", "manifest.ocdbt"),
+  "state": ("_METADATA", "manifest.ocdbt"),
+  "meta": ("metadata",),
+}
+
+
+def file_digests(directory: str | os.PathLike) -> dict[str, str]:
+  """``{relative path: sha256 hex}`` of every file under ``directory`` except :data:`CHECKSUM_FILE`."""
+  out = {}
+  for root, dirs, files in os.walk(directory):
+    dirs.sort()
+    for name in sorted(files):
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, directory)
+      if rel == CHECKSUM_FILE:
+        continue
+      h = hashlib.sha256()
+      with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+          h.update(chunk)
+      out[rel] = h.hexdigest()
+  return out
+
+
+def _write_json_atomic(path: str, value: Any) -> None:
+  tmp = f"{path}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(value, f, indent=1, sort_keys=True)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
 
 
 def encode_iterator_state(state: Any) -> Any:
@@ -142,6 +192,8 @@ class Checkpointer:
     if keep < 1:
       raise ValueError(f"checkpoint.keep must be >= 1, got {keep}")
     self.directory = os.fspath(os.path.abspath(directory))
+    self._unsealed: list[int] = []  # saved, digests not yet written
+    self._verified: set[int] = set()
     options = ocp.CheckpointManagerOptions(
       create=True,
       preservation_policy=checkpoint_managers.LatestN(n=int(keep)),
@@ -180,6 +232,7 @@ class Checkpointer:
     step = int(step)
     if step in self._mngr.all_steps():
       return
+    self._seal()
     variables, train = split_state(state)
     self._mngr.save(
       step,
@@ -190,15 +243,134 @@ class Checkpointer:
       ),
       force=True,
     )
+    self._unsealed.append(step)
+
+  def _seal(self) -> None:
+    """Waits for pending saves, then writes the digests of each (primary process only)."""
+    if not self._unsealed:
+      return
+    self._mngr.wait_until_finished()
+    for step in self._unsealed:
+      step_dir = os.path.join(self.directory, str(step))
+      if jax.process_index() == 0 and os.path.isdir(step_dir):
+        _write_json_atomic(
+          os.path.join(step_dir, CHECKSUM_FILE), {"sha256": file_digests(step_dir)}
+        )
+    self._unsealed = []
+
+  def verify(self, step: int) -> str | None:
+    """Checks the files of checkpoint ``step``; returns None if intact, else what is wrong.
+
+    Checked: the item folders and the files Orbax reads first (``_METADATA``, ``manifest.ocdbt``, the
+    JSON ``meta``), and, when the checkpoint has :data:`CHECKSUM_FILE` (every checkpoint saved by this
+    class), the SHA-256 of every file (catches truncated, deleted and silently changed data files).
+
+    Returns:
+      None, or one line naming the file (relative to the checkpoint folder) and the problem.
+    """
+    step_dir = os.path.join(self.directory, str(int(step)))
+    if not os.path.isdir(step_dir):
+      return f"folder {step_dir} is missing"
+    items = [k for k in ("variables", "train", "meta") if os.path.isdir(os.path.join(step_dir, k))]
+    if os.path.isdir(os.path.join(step_dir, "state")):
+      items = ["state"] + [k for k in items if k == "meta"]
+      required = ("state", "meta")
+    else:
+      required = ("variables", "train", "meta")
+    for item in required:
+      if item not in items:
+        return f"item folder {item}/ is missing"
+      for name in _ITEM_FILES[item]:
+        path = os.path.join(step_dir, item, name)
+        if not os.path.isfile(path):
+          return f"file {item}/{name} is missing"
+        if os.path.getsize(path) == 0:
+          return f"file {item}/{name} is empty"
+    try:
+      with open(os.path.join(step_dir, "meta", "metadata"), encoding="utf-8") as f:
+        json.load(f)
+    except (OSError, ValueError) as e:
+      return f"file meta/metadata is not valid JSON ({e})"
+    sums_path = os.path.join(step_dir, CHECKSUM_FILE)
+    if not os.path.isfile(sums_path):
+      return None  # saved before digests existed, or killed between save and digest: structure only
+    try:
+      with open(sums_path, encoding="utf-8") as f:
+        expected = dict(json.load(f)["sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      return f"file {CHECKSUM_FILE} is unreadable ({e})"
+    actual = file_digests(step_dir)
+    for rel, digest in sorted(expected.items()):
+      if rel not in actual:
+        return f"file {rel} is missing"
+      if actual[rel] != digest:
+        return f"file {rel} has changed since it was saved (SHA-256 mismatch)"
+    return None
+
+  def move_aside(self, step: int) -> str:
+    """Renames checkpoint ``step`` to ``<step>.damaged`` (``.damaged.1``, ... if taken); returns the path.
+
+    The damaged files are kept for inspection; Orbax no longer lists the step.
+    """
+    src = os.path.join(self.directory, str(int(step)))
+    dst, i = f"{src}.damaged", 0
+    while os.path.exists(dst):
+      i += 1
+      dst = f"{src}.damaged.{i}"
+    if jax.process_index() == 0:
+      os.rename(src, dst)
+    self._verified.discard(int(step))
+    self._mngr.reload()
+    return dst
+
+  def latest_intact_step(self) -> int | None:
+    """The newest checkpoint that passes :meth:`verify`; damaged newer ones are moved aside.
+
+    Each damaged checkpoint is reported in one warning naming the step, the file and where it was moved.
+    """
+    for step in sorted(self._mngr.all_steps(), reverse=True):
+      problem = self.verify(step)
+      if problem is None:
+        self._verified.add(int(step))
+        return int(step)
+      self.report_damaged(step, problem)
+    return None
+
+  def report_damaged(self, step: int, problem: str) -> str:
+    """Logs that checkpoint ``step`` is damaged (``problem``), moves it aside; returns the new path."""
+    dst = self.move_aside(step)
+    _log.warning(
+      "checkpoint step %d in %s is damaged: %s; moved it to %s (kept for inspection) and using the "
+      "newest intact older checkpoint, if any",
+      int(step),
+      self.directory,
+      problem,
+      dst,
+    )
+    return dst
+
+  def _check_intact(self, step: int) -> None:
+    if step in self._verified:
+      return
+    problem = self.verify(step)
+    if problem is not None:
+      raise CheckpointDamagedError(
+        f"checkpoint step {step} in {self.directory} is damaged: {problem}"
+      )
+    self._verified.add(step)
 
   def restore_meta(self, step: int | None = None) -> dict[str, Any]:
     """Reads only the JSON ``meta`` item of checkpoint ``step`` (default: latest).
 
     Raises:
       FileNotFoundError: no checkpoint in the directory.
+      CheckpointDamagedError: a file is missing, truncated or changed (names the step and the file).
     """
     step = self._resolve(step)
-    return dict(self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+    self._check_intact(step)
+    with self._damage_context(step):
+      out = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return dict(out.meta)
 
   def restore(self, step: int | None, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
     """Restores checkpoint ``step`` (default latest) into the structure/shardings of ``abstract_state``.
@@ -214,8 +386,14 @@ class Checkpointer:
     Raises:
       FileNotFoundError: no checkpoint.
       CheckpointMismatchError: stored shapes/dtypes/leaves differ from ``abstract_state`` (names leaves).
+      CheckpointDamagedError: a file is missing, truncated or changed (names the step and the file).
     """
     step = self._resolve(step)
+    self._check_intact(step)
+    with self._damage_context(step):
+      return self._restore(step, abstract_state)
+
+  def _restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
     where = f"checkpoint {self.directory}/{step}"
     items = self._mngr.item_metadata(step)
     if self._legacy(items):
@@ -258,8 +436,14 @@ class Checkpointer:
     Raises:
       FileNotFoundError: no checkpoint.
       CheckpointMismatchError: the stored variables do not fit ``abstract_variables`` (names leaves).
+      CheckpointDamagedError: a file is missing, truncated or changed (names the step and the file).
     """
     step = self._resolve(step)
+    self._check_intact(step)
+    with self._damage_context(step):
+      return self._restore_variables(step, abstract_variables)
+
+  def _restore_variables(self, step: int, abstract_variables: Any) -> tuple[Any, dict[str, Any]]:
     where = f"checkpoint {self.directory}/{step}"
     items = self._mngr.item_metadata(step)
     if self._legacy(items):
@@ -285,6 +469,25 @@ class Checkpointer:
     variables.setdefault("batch_stats", {})
     return variables, dict(out.meta)
 
+  def _damage_context(self, step: int):
+    """Turns Orbax / tensorstore read errors into one :class:`CheckpointDamagedError` line."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx():
+      try:
+        yield
+      except CheckpointMismatchError:
+        raise
+      except Exception as e:  # noqa: BLE001 - any read failure of a verified folder is damage
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise CheckpointDamagedError(
+          f"checkpoint step {step} in {self.directory} is damaged: reading it failed with "
+          f"{type(e).__name__}: {first}"
+        ) from None
+
+    return ctx()
+
   @staticmethod
   def _legacy(items: Any) -> bool:
     try:
@@ -293,12 +496,14 @@ class Checkpointer:
       return "variables" not in items
 
   def wait(self) -> None:
-    """Blocks until pending saves are on disk."""
+    """Blocks until pending saves are on disk (and their digests written)."""
     self._mngr.wait_until_finished()
+    self._seal()
 
   def close(self) -> None:
-    """Waits for pending saves and releases the manager."""
+    """Waits for pending saves, writes their digests and releases the manager."""
     self._mngr.wait_until_finished()
+    self._seal()
     self._mngr.close()
 
   def _resolve(self, step: int | None) -> int:

@@ -118,27 +118,77 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in f if line.strip()]
 
 
-def check_finite(step: int, metrics: Mapping[str, Any]) -> None:
+_UNKNOWN = object()
+
+
+def check_finite(step: int, metrics: Mapping[str, Any], last_checkpoint: Any = _UNKNOWN) -> None:
   """Raises if the loss or the gradient norm of ``step`` is NaN or infinite.
 
   Args:
     step: the 1-based number of the step that produced ``metrics`` (named in the message).
     metrics: host metrics from the train step (``loss``, ``grad_norm``, optional ``finite``).
+    last_checkpoint: step of the newest checkpoint of the run, or None when none has been written (the
+      message then says that there is nothing to resume from); omitted = not known.
 
   Raises:
     FloatingPointError: naming the step and the offending values. The train step does not apply a
-      non-finite update, and the last checkpoint on disk predates it.
+      non-finite update; the message says which checkpoint (if any) predates it.
   """
   loss = _to_float(metrics.get("loss", 0.0))
   gnorm = _to_float(metrics.get("grad_norm", 0.0))
   finite_flag = metrics.get("finite", True)
   ok = bool(np.asarray(finite_flag)) and all(v is None or math.isfinite(v) for v in (loss, gnorm))
   if not ok:
+    if last_checkpoint is None:
+      where = (
+        "No checkpoint has been written yet, so there is nothing to resume from (a restart begins "
+        "again at step 0)."
+      )
+    elif last_checkpoint is _UNKNOWN:
+      where = "Checkpoints already in the workdir predate it."
+    else:
+      where = (
+        f"The newest checkpoint (step {int(last_checkpoint)}) predates it and is intact; a restart "
+        "resumes from it."
+      )
     raise FloatingPointError(
       f"non-finite training value at step {step}: loss={loss}, grad_norm={gnorm}. The update was not "
-      "applied; the last checkpoint in the workdir is intact. Check the batch (NaN/inf inputs), lower "
-      "the learning rate or enable optimizer.grad_clip_norm."
+      f"applied. {where} Check the batch (NaN/inf inputs), lower the learning rate or enable "
+      "optimizer.grad_clip_norm."
     )
+
+
+def rewrite_jsonl(path: str | os.PathLike, keep: Any) -> int:
+  """Keeps the records of ``metrics.jsonl`` for which ``keep(record)`` is true; returns how many went.
+
+  Lines that do not parse (a write cut short by a kill) are dropped too. The file is replaced atomically
+  (written to ``<path>.tmp``, then renamed); a missing file is left missing.
+  """
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    return 0
+  kept, dropped = [], 0
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+      except ValueError:
+        dropped += 1
+        continue
+      if keep(record):
+        kept.append(line if line.endswith("\n") else line + "\n")
+      else:
+        dropped += 1
+  if dropped:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.writelines(kept)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  return dropped
 
 
 class Progress:

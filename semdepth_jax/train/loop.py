@@ -18,6 +18,7 @@ The pieces that touch other modules (model registry, losses, input pipeline, met
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -72,6 +73,10 @@ class Components:
       ``mask``); used with ``make_evaluator`` when ``make_evaluation`` is None.
     make_evaluator: ``model -> Evaluator`` (with ``eval_iterator``).
     main_eval: run ``config.eval`` (False when its split is empty; named ``config.evals`` still run).
+    fault_hook: tests only: called as ``fault_hook(point, step)`` at ``"step"`` (after a train step),
+      ``"checkpoint"`` / ``"checkpoint_written"`` (before / after starting a save), ``"eval"`` (before an
+      evaluation) and ``"eval_written"`` (its results logged, not yet recorded as done); raising there
+      simulates a kill at that point.
   """
 
   build_model: Callable[[dict[str, Any]], nn.Module]
@@ -82,6 +87,12 @@ class Components:
   eval_iterator: Callable[[], Iterator] | None = None
   make_evaluator: Callable[[nn.Module], Evaluator] | None = None
   main_eval: bool = True
+  fault_hook: Callable[[str, int], None] | None = None
+
+  def fault(self, point: str, step: int) -> None:
+    """Calls :attr:`fault_hook` if set (fault-injection tests)."""
+    if self.fault_hook is not None:
+      self.fault_hook(point, int(step))
 
   @property
   def has_eval(self) -> bool:
@@ -480,6 +491,11 @@ def ensure_dataset(
       f"dataset {dataset!r} is not built in {data_dir or pipeline.default_data_dir()}. Build it with:\n"
       f"  {pipeline.build_command(dataset, data_dir)}"
     )
+  from semdepth_jax.data.cli import remove_stale_incomplete
+
+  removed = remove_stale_incomplete(builder)
+  if removed:
+    _log.info("%s", removed)
   _log.info("building %s into %s (first use)", dataset, builder.data_dir)
   builder.download_and_prepare(
     file_format="array_record",  # readable without TensorFlow (docs/environment_notes.md)
@@ -768,6 +784,12 @@ def train(
 ) -> TrainResult:
   """Trains (or resumes training) according to ``config``, writing everything into ``workdir``.
 
+  Resuming: the newest intact checkpoint is restored (damaged newer ones are reported and moved aside,
+  see ``Checkpointer.latest_intact_step``); ``metrics.jsonl`` is cut back to what that checkpoint had
+  produced (the averaging window of the train log is part of the checkpoint), and any evaluation due at
+  its step that had not completed runs first. So after any number of interruptions the parameters,
+  the logged values and the set of evaluations equal those of an uninterrupted run.
+
   Args:
     config: a validated config (``config_utils.load_config`` or a config file's ``get_config``).
     workdir: output folder; if it holds checkpoints, training continues from the latest one.
@@ -779,8 +801,8 @@ def train(
     A :class:`TrainResult`.
 
   Raises:
-    FloatingPointError: loss or gradient norm became NaN/inf (names the step; the last checkpoint predates
-      it and stays intact).
+    FloatingPointError: loss or gradient norm became NaN/inf (names the step and the checkpoint, if any,
+      that predates it).
     FileNotFoundError: the dataset is not built (message includes the ``semdepth data build`` command).
     checkpoint.CheckpointMismatchError: the workdir's checkpoint does not fit the config (names leaves).
     ValueError: inconsistent config (batch size vs mesh, stage patterns, ...).
@@ -808,34 +830,51 @@ def train(
     keep=int(config.checkpoint.keep),
     async_save=bool(config.checkpoint.async_save),
   )
-  writer = log_lib.MetricWriter(workdir, enabled=is_main)
+  writer = None
   eval_metrics: dict[str, float] = {}
   stage_seconds: dict[str, float] = {}
   state = None
   stage = None
+  shardings = None
   stopped = False
   try:
     # ---- resume or start
-    latest = checkpointer.latest_step()
-    resumed_stage, data_state = None, None
-    if latest is not None:
-      meta = checkpointer.restore_meta(latest)
-      resumed_stage = int(meta["stage_index"])
-      if resumed_stage >= len(plans) or plans[resumed_stage].name != meta.get("stage_name"):
-        raise ckpt_lib.CheckpointMismatchError(
-          f"checkpoint {latest} in {workdir} was saved in stage {meta.get('stage_name')!r} "
-          f"(index {resumed_stage}), which the current config's stage_order "
-          f"{tuple(config.stage_order)} does not have at that index"
+    latest, resumed_stage, data_state, log_window = None, None, None, None
+    while True:
+      latest = checkpointer.latest_intact_step()
+      if latest is None:
+        break
+      try:
+        meta = checkpointer.restore_meta(latest)
+        resumed_stage = int(meta["stage_index"])
+        if resumed_stage >= len(plans) or plans[resumed_stage].name != meta.get("stage_name"):
+          raise ckpt_lib.CheckpointMismatchError(
+            f"checkpoint {latest} in {workdir} was saved in stage {meta.get('stage_name')!r} "
+            f"(index {resumed_stage}), which the current config's stage_order "
+            f"{tuple(config.stage_order)} does not have at that index"
+          )
+        stage = _make_stage(
+          config, plans[resumed_stage], comps, factory.abstract_params, factory.abstract_stats
         )
-      stage = _make_stage(
-        config, plans[resumed_stage], comps, factory.abstract_params, factory.abstract_stats
-      )
-      abstract, shardings = factory.abstract(stage.tx)
-      state, meta = checkpointer.restore(latest, abstract)
+        abstract, shardings = factory.abstract(stage.tx)
+        state, meta = checkpointer.restore(latest, abstract)
+      except ckpt_lib.CheckpointDamagedError as e:
+        checkpointer.report_damaged(latest, str(e).split(" is damaged: ", 1)[-1])
+        continue
       data_state = ckpt_lib.decode_iterator_state(meta.get("data_iterator"))
+      log_window = meta.get("log_window")
       _log.info("resumed from %s step %d (stage %s)", workdir, latest, plans[resumed_stage].name)
+      break
 
     step = int(state.step) if state is not None else 0
+    done = _resume_logs(workdir, step, is_main)
+    writer = log_lib.MetricWriter(workdir, enabled=is_main)
+    evals = _Evaluations(config, comps, mesh, writer, base_model, workdir, done, final_step)
+    last_checkpoint = {"step": latest}
+    if latest is not None:
+      # Evaluations due at the restored step that an interruption cut short (stage end included).
+      plan = plans[resumed_stage]
+      eval_metrics = evals.run_due(plan, step, state, shardings, at_end=step == plan.end)
     for plan in plans:
       if plan.num_steps == 0 or (plan.end <= step and plan.index != resumed_stage):
         continue
@@ -845,7 +884,7 @@ def train(
           state, shardings = factory.fresh(stage.tx)
         else:
           state, shardings = factory.with_new_optimizer(state, stage.tx)
-        data_state = None
+        data_state, log_window = None, None
       if step >= plan.end:
         continue
       t_stage = time.perf_counter()
@@ -858,10 +897,12 @@ def train(
         mesh=mesh,
         checkpointer=checkpointer,
         writer=writer,
+        evals=evals,
         data_state=data_state,
+        log_window=log_window,
+        last_checkpoint=last_checkpoint,
         stop_at_step=stop_at_step,
         final_step=final_step,
-        eval_model=base_model,
       )
       stage_seconds[plan.name] = time.perf_counter() - t_stage
       eval_metrics = last_eval or eval_metrics
@@ -870,7 +911,146 @@ def train(
     return TrainResult(state, step, eval_metrics, base_model, workdir, stopped, stage_seconds)
   finally:
     checkpointer.close()
-    writer.close()
+    if writer is not None:
+      writer.close()
+
+
+EVALS_DONE_FILE = "evaluations_done.json"
+"""Workdir file listing the completed evaluations as ``"<step>:<split>"`` keys (replaced atomically)."""
+
+
+def _eval_key(step: int, split: str) -> str:
+  return f"{int(step)}:{split}"
+
+
+def _resume_logs(workdir: str, step: int, is_main: bool) -> set[str]:
+  """Cuts ``metrics.jsonl`` and the evaluation record back to what the checkpoint at ``step`` produced.
+
+  Kept: records of earlier steps, the train record of ``step`` itself (written before its checkpoint)
+  and the evaluations of ``step`` recorded as done. Everything later was produced after the checkpoint
+  and will be produced again. Workdirs without the record count their logged evaluations as done.
+
+  Returns:
+    The keys of the completed evaluations at or before ``step``.
+  """
+  path = os.path.join(workdir, EVALS_DONE_FILE)
+  log_path = os.path.join(workdir, "metrics.jsonl")
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      done = set(json.load(f)["done"])
+  else:
+    done = set()
+    if os.path.exists(log_path):
+      with open(log_path, encoding="utf-8") as f:
+        for line in f:
+          try:
+            r = json.loads(line)
+          except ValueError:
+            continue
+          if str(r.get("split", "")).startswith("eval"):
+            done.add(_eval_key(r["step"], r["split"]))
+  done = {k for k in done if int(k.split(":", 1)[0]) <= step}
+
+  def keep(r: dict[str, Any]) -> bool:
+    s = int(r.get("step", 0))
+    if s != step:
+      return s < step
+    return r.get("split") == "train" or _eval_key(s, r.get("split", "")) in done
+
+  if is_main:
+    removed = log_lib.rewrite_jsonl(log_path, keep)
+    if removed:
+      _log.info(
+        "removed %d metrics.jsonl record(s) written after step %d's checkpoint", removed, step
+      )
+    _write_done(path, done)
+  return done
+
+
+def _write_done(path: str, done: set[str]) -> None:
+  tmp = f"{path}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump({"done": sorted(done, key=lambda k: (int(k.split(":", 1)[0]), k))}, f, indent=1)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+class _Evaluations:
+  """The run's evaluations: which are due at a step, running each once, and the record of those done.
+
+  ``config.eval`` is logged as split ``eval``, ``config.evals[name]`` as ``eval/<name>``. Periodic ones
+  run every ``every_steps`` inside a stage; at a stage end all run if ``config.eval.at_stage_end`` or it is
+  the last step. After an evaluation's results are in metrics.jsonl its key is added to
+  :data:`EVALS_DONE_FILE`, so one cut short is re-run after a restart and a finished one is not repeated.
+  The runners are compiled once per run.
+  """
+
+  def __init__(self, config, comps, mesh, writer, eval_model, workdir, done, final_step):
+    self.config = config
+    self.comps = comps
+    self.mesh = mesh
+    self.writer = writer
+    self.eval_model = eval_model
+    self.path = os.path.join(workdir, EVALS_DONE_FILE)
+    self.done = set(done)
+    self.final_step = int(final_step)
+    self.named = named_evals(config) if comps.make_evaluation is not None else {}
+    self._runners: dict[str, EvalRunner] = {}
+
+  def due(self, plan: StagePlan, step: int, at_end: bool) -> list[str]:
+    """Splits of the evaluations due after ``step`` (``at_end``: the stage-end point)."""
+    out = []
+    if at_end:
+      if self.config.eval.at_stage_end or step == self.final_step:
+        out = (["eval"] if self.comps.has_eval else []) + [f"eval/{n}" for n in self.named]
+      return out
+    every = int(self.config.eval.every_steps)
+    if self.comps.has_eval and every and step % every == 0:
+      out.append("eval")
+    for name, entry in self.named.items():
+      every = int(entry.get("every_steps") or 0)
+      if every and step % every == 0:
+        out.append(f"eval/{name}")
+    return out
+
+  def run_due(self, plan, step, state, shardings, at_end: bool) -> dict[str, float]:
+    """Runs the due evaluations not yet done; returns the main one's metrics (empty if it did not run)."""
+    main: dict[str, float] = {}
+    for split in self.due(plan, step, at_end):
+      if _eval_key(step, split) in self.done:
+        continue
+      self.comps.fault("eval", step)
+      metrics = self._run(split, step, state, shardings)
+      self.comps.fault("eval_written", step)
+      self.done.add(_eval_key(step, split))
+      if self.writer.enabled:
+        _write_done(self.path, self.done)
+      if split == "eval":
+        main = metrics
+    return main
+
+  def _run(self, split, step, state, shardings) -> dict[str, float]:
+    t0 = time.perf_counter()
+    var_shardings = {"params": shardings.params}
+    if state.batch_stats:
+      var_shardings["batch_stats"] = shardings.batch_stats
+    if split not in self._runners:
+      if split == "eval":
+        runner = self.comps.evaluation(self.eval_model, self.mesh, var_shardings, self.config)
+      else:
+        name = split.split("/", 1)[1]
+        runner = self.comps.make_evaluation(
+          self.eval_model, self.mesh, var_shardings, eval_settings(self.config, name)
+        )
+      self._runners[split] = runner
+    runner = self._runners[split]
+    report = runner.run(state.variables())
+    metrics = self.writer.write(step, runner.scalars(report), split=split)
+    if split == "eval" and self.writer.writes_images and int(self.config.eval.image_summaries) > 0:
+      _write_eval_images(self.config, self.writer, step, self.eval_model, state, runner)
+    _log.info("%s at step %d (%.1fs): %s", split, step, time.perf_counter() - t0, _fmt(metrics))
+    return metrics
 
 
 def _run_stage(
@@ -883,10 +1063,12 @@ def _run_stage(
   mesh,
   checkpointer: ckpt_lib.Checkpointer,
   writer: log_lib.MetricWriter,
+  evals: _Evaluations,
   data_state,
+  log_window: Mapping[str, Any] | None,
+  last_checkpoint: dict[str, int | None],
   stop_at_step: int | None,
   final_step: int,
-  eval_model: nn.Module,
 ):
   from semdepth_jax.data.pipeline import make_global_batch
 
@@ -909,15 +1091,15 @@ def _run_stage(
   accum = int(st.optimizer.grad_accum_steps)
   every_ckpt = int(config.checkpoint.every_steps)
   every_log = max(int(config.log_every_steps), 1)
-  every_eval = int(config.eval.every_steps)
   progress = log_lib.Progress(
     plan.end - plan.start,
     step - plan.start,
     desc=f"{plan.name} ({plan.index + 1})",
     enabled=bool(config.progress_bar),
   )
-  sums: dict[str, float] = {}
-  n_sum = 0
+  # The train log's averaging window continues across a restart (it is part of the checkpoint).
+  sums: dict[str, float] = dict((log_window or {}).get("sums", {}))
+  n_sum = int((log_window or {}).get("count", 0))
   t_log = time.perf_counter()
   last_eval: dict[str, float] = {}
   stopped = False
@@ -930,51 +1112,12 @@ def _run_stage(
       "stage_name": plan.name,
       "data_iterator": ckpt_lib.encode_iterator_state(iterator.get_state()),
       "step": step,
+      "log_window": {"sums": dict(sums), "count": n_sum},
     }
+    comps.fault("checkpoint", step)
     checkpointer.save(step, state, meta)
-
-  eval_runner = None
-  named_runners: dict[str, EvalRunner] = {}
-  named = named_evals(config) if comps.make_evaluation is not None else {}
-
-  def var_shardings():
-    out = {"params": shardings.params}
-    if state.batch_stats:
-      out["batch_stats"] = shardings.batch_stats
-    return out
-
-  def run_eval():
-    nonlocal eval_runner
-    if not comps.has_eval:
-      return {}
-    t0 = time.perf_counter()
-    if eval_runner is None:
-      eval_runner = comps.evaluation(eval_model, mesh, var_shardings(), config)
-    report = eval_runner.run(state.variables())
-    metrics = writer.write(step, eval_runner.scalars(report), split="eval")
-    if writer.writes_images and int(config.eval.image_summaries) > 0:
-      _write_eval_images(config, writer, step, eval_model, state, eval_runner)
-    _log.info("eval at step %d (%.1fs): %s", step, time.perf_counter() - t0, _fmt(metrics))
-    return metrics
-
-  def run_named(name: str) -> None:
-    """A ``config.evals`` entry: logged as split ``eval/<name>``."""
-    t0 = time.perf_counter()
-    if name not in named_runners:
-      named_runners[name] = comps.make_evaluation(
-        eval_model, mesh, var_shardings(), eval_settings(config, name)
-      )
-    runner = named_runners[name]
-    metrics = writer.write(
-      step, runner.scalars(runner.run(state.variables())), split=f"eval/{name}"
-    )
-    _log.info("eval %s at step %d (%.1fs): %s", name, step, time.perf_counter() - t0, _fmt(metrics))
-
-  def run_named_due(at_end: bool) -> None:
-    for name, entry in named.items():
-      every = int(entry.get("every_steps") or 0)
-      if at_end or (every and step % every == 0):
-        run_named(name)
+    last_checkpoint["step"] = step
+    comps.fault("checkpoint_written", step)
 
   try:
     with jax.set_mesh(mesh):
@@ -989,7 +1132,7 @@ def _run_stage(
         state, metrics = jitted(state, batch)
         step += 1
         metrics = jax.device_get(metrics)
-        log_lib.check_finite(step, metrics)
+        log_lib.check_finite(step, metrics, last_checkpoint["step"])
         for k, v in log_lib.scalars(metrics).items():
           sums[k] = sums.get(k, 0.0) + v
         n_sum += 1
@@ -1005,12 +1148,11 @@ def _run_stage(
           record["stage"] = plan.index
           writer.write(step, record, split="train")
           sums, n_sum, t_log = {}, 0, now
+        comps.fault("step", step)
         if every_ckpt and step % every_ckpt == 0 and step != plan.end:
           save()  # The stage-end save below (after any BN recalibration) covers step == end.
-        if every_eval and step % every_eval == 0 and step != plan.end:
-          last_eval = run_eval()
-        if named and step != plan.end:
-          run_named_due(at_end=False)
+        if step != plan.end:
+          last_eval = evals.run_due(plan, step, state, shardings, at_end=False) or last_eval
         if stop_at_step is not None and step >= stop_at_step and step < final_step:
           stopped = True
           break
@@ -1028,9 +1170,7 @@ def _run_stage(
             int(config.seed) + 1000 * plan.index + 777,
           )
         save()
-        if config.eval.at_stage_end or step == final_step:
-          last_eval = run_eval()
-          run_named_due(at_end=True)
+        last_eval = evals.run_due(plan, step, state, shardings, at_end=True) or last_eval
   finally:
     progress.close()
     close = getattr(iterator, "close", None)
