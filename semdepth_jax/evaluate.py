@@ -792,6 +792,8 @@ def run(args: argparse.Namespace) -> int:
       file=sys.stderr,
     )
     return 2
+  from semdepth_jax.train.checkpoint import CheckpointDamagedError
+
   try:
     report = evaluate_workdir(
       args.workdir,
@@ -809,7 +811,7 @@ def run(args: argparse.Namespace) -> int:
       tile_combine=args.tile_combine,
       out_dir=args.out,
     )
-  except (FileNotFoundError, KeyError, ValueError) as e:
+  except (FileNotFoundError, KeyError, ValueError, CheckpointDamagedError) as e:
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     print(f"semdepth evaluate: error: {msg}", file=sys.stderr)
     return 2

@@ -949,6 +949,8 @@ def run(args: argparse.Namespace) -> int:
       file=sys.stderr,
     )
     return 2
+  from semdepth_jax.train.checkpoint import CheckpointDamagedError
+
   try:
     intrinsics = parse_intrinsics(args.intrinsics) if args.intrinsics else None
     result = predict_images(
@@ -965,7 +967,7 @@ def run(args: argparse.Namespace) -> int:
       config=args.config,
       log=print,
     )
-  except (ValueError, FileNotFoundError, KeyError) as e:
+  except (ValueError, FileNotFoundError, KeyError, CheckpointDamagedError) as e:
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     print(f"semdepth predict: error: {msg}", file=sys.stderr)
     return 2

@@ -578,6 +578,7 @@ def run_predict(args: Any) -> int:
   import sys
 
   from semdepth_jax import predict
+  from semdepth_jax.train.checkpoint import CheckpointDamagedError
 
   try:
     system = load_system(args)
@@ -592,7 +593,7 @@ def run_predict(args: Any) -> int:
       ply_binary=not args.ply_ascii,
       log=print,
     )
-  except (ValueError, FileNotFoundError, KeyError) as e:
+  except (ValueError, FileNotFoundError, KeyError, CheckpointDamagedError) as e:
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     print(f"semdepth predict: error: {msg}", file=sys.stderr)
     return 2
@@ -609,6 +610,8 @@ def run_evaluate(args: Any) -> int:
   """``semdepth evaluate --router ...``: 0 on success, 2 on a user error (message on stderr)."""
   import sys
 
+  from semdepth_jax.train.checkpoint import CheckpointDamagedError
+
   try:
     if not args.datasets:
       raise RouterError("--router needs --datasets NAME[:SPLIT],... (the images to route)")
@@ -621,7 +624,7 @@ def run_evaluate(args: Any) -> int:
       batch_size=int(args.batch_size or 4),
       max_batches=int(args.max_batches or 0),
     )
-  except (ValueError, FileNotFoundError, KeyError) as e:
+  except (ValueError, FileNotFoundError, KeyError, CheckpointDamagedError) as e:
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     print(f"semdepth evaluate: error: {msg}", file=sys.stderr)
     return 2

@@ -1,5 +1,6 @@
 """Tests of semdepth_jax.predict (any-size images, output formats, PLY, bad inputs, depth units)."""
 
+import os
 import pathlib
 
 import flax.linen as nn
@@ -252,3 +253,24 @@ def test_labels_reach_label_reading_models(mode):
   assert step_lib.accepts_labels(inf)
   with pytest.raises(ValueError, match="cannot run on images alone"):
     predict._check_model_runs(inf, variables)
+
+
+def test_damaged_checkpoint_is_one_line_and_exit_2(trained_workdir, tmp_path, capsys):
+  """A damaged checkpoint names its step and file (exit 2), in predict and evaluate alike."""
+  import shutil
+
+  from tests.train.test_checkpoint_damage import _truncate
+
+  wd = tmp_path / "wd"
+  shutil.copytree(trained_workdir, wd)
+  steps = sorted(int(p.name) for p in (wd / "checkpoints").iterdir() if p.name.isdigit())
+  damaged = _truncate(str(wd / "checkpoints" / str(steps[-1])))
+  img = tmp_path / "a.png"
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
+  rc = main(["predict", "--workdir", str(wd), "--images", str(img), "--out", str(tmp_path / "o")])
+  err = capsys.readouterr().err.strip()
+  assert rc == 2 and len(err.splitlines()) == 1, err
+  assert str(steps[-1]) in err and os.path.basename(damaged) in err, err
+  rc = main(["evaluate", "--workdir", str(wd), "--split", "test", "--max_batches", "1"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert rc == 2 and os.path.basename(damaged) in err[-1], err
