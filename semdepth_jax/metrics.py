@@ -187,7 +187,7 @@ CROP_PRESETS: dict[str, CropPreset] = {
     CropPreset(
       "nyu_eigen",
       "NYUv2 Eigen crop rows 45:471, cols 41:601 (Python, exclusive end) at 480x640: BTS "
-      "bts_eval.py / eval_with_pngs.py and AdaBins evaluate.py `eval_mask[45:471, 41:601]` (model_spec "
+      "eval_with_pngs.py (--eigen_crop) and AdaBins evaluate.py `eval_mask[45:471, 41:601]` (model_spec "
       "§8.5). One row and column inside the official toolbox crop (nyu_toolbox).",
       pixels=(45, 471, 41, 601),
       reference_size=(480, 640),
@@ -1328,7 +1328,7 @@ PROTOCOLS: dict[str, Protocol] = {
       10.0,
       "per_image",
       "Eigen crop 45:471, 41:601 (Python) scaled to the image size.",
-      "BTS bts_eval.py / eval_with_pngs.py (--eigen_crop) and AdaBins evaluate.py on NYUv2 (654 test "
+      "BTS eval_with_pngs.py (--eigen_crop) and AdaBins evaluate.py on NYUv2 (654 test "
       "images), the usual NYU table protocol (model_spec §8.5); clean re-evaluation for papers 001/004 on "
       "NYU. Tables of BTS, AdaBins, NeWCRFs use this crop (with predictions resized align-corners in "
       "AdaBins: nyu_eigen_ac).",
