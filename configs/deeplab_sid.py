@@ -20,8 +20,8 @@ Preset arguments (``get_config('k=v,...')``):
 * ``steps``: if > 0, train this many batches instead of the preset's length.
 * ``bins``: ``sid`` (default: SID over [1 m, 80 m], K = 71, DORN mid-point decoding), ``dorn_kitti`` /
   ``dorn_nyu`` (DORN's released decoders ``exp((l - 1 + 40) / 25)``, K = 71, and ``exp((l - 1) / 25 -
-  0.36)``, K = 68: SID bins whose lower edge is that formula, decoded to the lower edge;
-  ``semdepth_jax.depth_bins.dorn_released_bins``).
+  0.36)``, K = 68: SID bins whose lower edge is that formula, decoded to the lower edge, with K + 1
+  classes for the ordinal counts 0..K; ``semdepth_jax.depth_bins.dorn_released_bins``).
 
 Paper hyper-parameters (``size=paper``; docs/model_spec.md §3.3, §7.2, §10):
 

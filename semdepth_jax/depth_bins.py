@@ -28,7 +28,8 @@ Rounding: ``floor`` for uniform/SID/DORN (``t_c <= y < t_{c+1}``, §3.2 recommen
 DORN's *released* decoders (``demo_kitti.py``: ``exp((l - 1 + 40) / 25)``; ``demo_nyuv2.py``:
 ``exp((l - 1) / 25 - 0.36)``) are uniform log bins of width 1/25 that are *not* the ``dorn`` kind above;
 ``dorn_released_bins`` builds them as SID bins whose lower edge ``t_l`` equals the released formula for an
-ordinal count ``l`` (decode with ``mode="lower_edge"``).
+ordinal count ``l`` (decode with ``mode="lower_edge"``). The released models output 2K channels, i.e. K
+thresholds, so the count ``l`` runs over ``0..K`` and the bins have ``K + 1`` classes.
 
 All array functions are pure ``jax.numpy`` and jittable; a ``DepthBins`` is a constant closed over (it is
 hashable by identity, so it may also be a static argument).
@@ -156,16 +157,19 @@ def make_bins(
 def dorn_released_bins(dataset: str = "kitti") -> DepthBins:
   """SID bins whose lower edges reproduce DORN's released decoders (docs/model_spec.md §3.2).
 
-  ``demo_kitti.py`` decodes an ordinal count ``l`` to ``exp((l - 1 + 40) / 25)`` (K = 71 classes) and
-  ``demo_nyuv2.py`` to ``exp((l - 1) / 25 - 0.36)`` (K = 68). Both are ``t_l`` for SID edges
-  ``t_i = exp(c0 + i / 25)`` with ``c0 = 39 / 25`` (KITTI, 4.76-81.5 m) or ``c0 = -0.4`` (NYU, 0.67-10.2 m), so
-  ``decode_argmax(bins, ..., mode="lower_edge")`` of class ``l`` equals the released formula.
+  ``demo_kitti.py`` decodes an ordinal count ``l`` to ``exp((l - 1 + 40) / 25)`` and ``demo_nyuv2.py`` to
+  ``exp((l - 1) / 25 - 0.36)``. The released deploy nets output ``2K`` channels (KITTI 142, K = 71; NYU 136,
+  K = 68), i.e. K ordinal thresholds, so the count ``l`` (thresholds passed) takes the ``K + 1`` values
+  ``0..K``. Both formulas are ``t_l`` for SID edges ``t_i = exp(c0 + i / 25)``, ``i = 0..K + 1``, with
+  ``c0 = 39 / 25`` (KITTI: ``l = 0`` -> 4.76 m, ``l = K`` -> ``exp(110 / 25)`` = 81.45 m) or ``c0 = -0.4``
+  (NYU: 0.67 m .. ``exp(67 / 25 - 0.36)`` = 10.18 m), so ``decode_argmax(bins, ..., mode="lower_edge")``
+  of class ``l`` equals the released formula for every count the models can output.
 
   Args:
     dataset: ``"kitti"`` or ``"nyu"``.
 
   Returns:
-    A ``DepthBins`` of kind ``"sid"``.
+    A ``DepthBins`` of kind ``"sid"`` with ``num_bins = num_classes = K + 1`` (72 for KITTI, 69 for NYU).
 
   Raises:
     ValueError: unknown dataset.
@@ -176,7 +180,8 @@ def dorn_released_bins(dataset: str = "kitti") -> DepthBins:
     c0, K = -0.4, 68
   else:
     raise ValueError(f"dorn_released_bins: dataset must be 'kitti' or 'nyu', got {dataset!r}")
-  return make_bins("sid", alpha=math.exp(c0), beta=math.exp(c0 + K / 25.0), num_bins=K)
+  # Counts 0..K are K + 1 classes; their lower edges t_0..t_K are the released values.
+  return make_bins("sid", alpha=math.exp(c0), beta=math.exp(c0 + (K + 1) / 25.0), num_bins=K + 1)
 
 
 def encode(

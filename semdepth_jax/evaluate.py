@@ -157,9 +157,10 @@ def per_class_depth_metrics(
 class JointEvaluator:
   """Streaming depth (under a protocol), segmentation and per-class depth metrics; ``loop.Evaluator`` API.
 
-  Depth and segmentation reuse ``semdepth_jax.train.step.StreamingEvaluator`` (depth resized bilinearly to
-  the ground truth, argmax labels resized nearest, ``metrics.DepthAccumulator`` / ``SegAccumulator``),
-  with the protocol's accumulator (crop, caps, clamp). The per-class depth error groups the protocol's
+  Depth and segmentation reuse ``semdepth_jax.train.step.StreamingEvaluator`` (argmax labels resized
+  nearest, ``metrics.DepthAccumulator`` / ``SegAccumulator``), with the protocol's accumulator (crop,
+  caps, clamp, median scaling); depth is resized to the ground truth by the protocol's ``resize`` rule
+  (half-pixel or align-corners bilinear). The per-class depth error groups the protocol's
   valid depth pixels of examples that have both depth and labels by their ground-truth class.
 
   Args:
@@ -221,13 +222,21 @@ class JointEvaluator:
     mask = batch.get("mask")
     if mask is None:
       mask = jnp.ones(batch["image"].shape[:1], bool)
-    new = dict(self.base.update({"depth": acc["depth"], "seg": acc["seg"]}, outputs, batch))
+    # Segmentation through the base evaluator; depth here, resized by the protocol's rule.
+    seg_only = {k: v for k, v in outputs.items() if k != "depth"}
+    new = dict(self.base.update({"depth": acc["depth"], "seg": acc["seg"]}, seg_only, batch))
     new["num_examples"] = acc["num_examples"] + jnp.sum(mask.astype(jnp.int32))
     new["per_class"] = acc["per_class"]
     if "depth" in outputs:
       gt = batch["depth"]
-      pred = resize.bilinear(self.base.depth_in_metres(outputs["depth"]), gt.shape[1:3])
+      pred = resize.bilinear(
+        self.base.depth_in_metres(outputs["depth"]),
+        gt.shape[1:3],
+        align_corners=self.protocol.resize == "bilinear_align_corners",
+      )
       ones = jnp.ones_like(mask)
+      m_depth = mask & batch.get("has_depth", ones)
+      new["depth"] = self.base.depth_acc.update(acc["depth"], pred, gt, m_depth)
       m = mask & batch.get("has_depth", ones) & batch.get("has_segmentation", ones)
       pred, gt, valid = self.base.depth_acc.prepare(pred, gt, m)
       labels = batch["segmentation"]
@@ -280,6 +289,25 @@ PROTOCOL_DATASETS: dict[str, tuple[str, ...]] = {
   "p1_hybridnet": ("cityscapes", "sun_rgbd"),
 }
 """Protocol name prefix -> the datasets it was defined for (crops and caps are tied to their cameras)."""
+
+
+def depth_source_note(protocol: metrics.Protocol, meta: Any) -> str | None:
+  """A warning when an NYU protocol scores the in-painted depth of ``nyu_depth_v2_labeled``, else None.
+
+  The field's NYU tables (README "Metrics and protocols") score the raw Kinect depth (``rawDepths``);
+  configs ``40`` / ``13`` store the dense in-painted ``depths``, ``40_raw`` / ``13_raw`` the raw one.
+  """
+  name = getattr(meta, "name", "")
+  if (
+    protocol.name.startswith("nyu_")
+    and name.startswith("nyu_depth_v2_labeled/")
+    and not name.endswith("_raw")
+  ):
+    return (
+      f"protocol {protocol.name!r} on {name!r} scores the in-painted `depths`; the published NYU numbers "
+      f"use the raw Kinect depth: evaluate on {name}_raw (rawDepths) to compare with them"
+    )
+  return None
 
 
 def protocol_mismatch(protocol: metrics.Protocol, dataset: str) -> str | None:
@@ -395,9 +423,9 @@ class Evaluation:
       )
     self.protocol = resolve_protocol(settings.protocol, meta)
     self.warnings: list[str] = []
-    mismatch = protocol_mismatch(self.protocol, dataset)
-    if mismatch:
-      self.warnings.append(mismatch)
+    for note in (protocol_mismatch(self.protocol, dataset), depth_source_note(self.protocol, meta)):
+      if note:
+        self.warnings.append(note)
     if settings.tta == "flip" and not bool(config.augment.get("flip", False)):
       self.warnings.append(
         "flip TTA on a model trained without horizontal-flip augmentation (config.augment.flip=False): "
@@ -481,6 +509,8 @@ class Evaluation:
         "max_depth": p.max_depth,
         "crop": p.crop,
         "clip": list(p.accumulator().clip_range),
+        "median_scaling": p.median_scaling,
+        "resize": p.resize,
         "units": dict(p.units or {}),
       },
       "settings": {

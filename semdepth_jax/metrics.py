@@ -129,7 +129,10 @@ _WIDE_BITS = 24  # wide integer counts: value = hi * 2**24 + lo, 0 <= lo < 2**24
 class CropPreset:
   """A named evaluation crop, scaled to the actual image size.
 
-  Exactly one of ``pixels`` (with ``reference_size``) or ``fractions`` is set.
+  At most one of ``pixels`` (with ``reference_size``) or ``fractions`` is set; with ``window`` set, the
+  image is first cut to that bottom-centred window (KITTI's benchmark crop, ``kb_crop``) and the pixel or
+  fraction bounds then refer to the window, exactly as cropping both maps first and applying the crop to
+  the cropped size (so a crop preset with a window equals "crop GT and prediction, then crop again").
 
   Attributes:
     name: registry key.
@@ -138,6 +141,9 @@ class CropPreset:
     reference_size: (height, width) the pixel bounds refer to.
     fractions: (top, bottom, left, right) as fractions of (H, H, W, W); resolved as ``int(f * size)``
       exactly like MD2/AdaBins.
+    window: (height, width) in pixels, absolute (not scaled): rows ``H - height .. H``, cols ``left ..
+      left + width`` with ``left = (W - width) // 2`` (AdaBins/BTS/ZoeDepth/toolbox ``kb_crop`` with
+      352 x 1216; the image must be at least that large).
   """
 
   name: str
@@ -145,15 +151,34 @@ class CropPreset:
   pixels: tuple[int, int, int, int] | None = None
   reference_size: tuple[int, int] | None = None
   fractions: tuple[float, float, float, float] | None = None
+  window: tuple[int, int] | None = None
 
   def resolve(self, height: int, width: int) -> tuple[int, int, int, int]:
-    """Returns (top, bottom, left, right) pixel bounds for an image of ``height`` x ``width``."""
+    """Returns (top, bottom, left, right) pixel bounds for an image of ``height`` x ``width``.
+
+    Raises:
+      ValueError: the image is smaller than ``window``.
+    """
+    top = left = 0
+    if self.window is not None:
+      wh, ww = self.window
+      if height < wh or width < ww:
+        raise ValueError(
+          f"crop {self.name!r} needs an image of at least {wh}x{ww} (its {wh}x{ww} benchmark window is "
+          f"absolute), got {height}x{width}"
+        )
+      top, left = height - wh, (width - ww) // 2
+      height, width = wh, ww
     if self.pixels is not None:
       rh, rw = self.reference_size
       t, b, l, r = self.pixels
-      return (t * height // rh, b * height // rh, l * width // rw, r * width // rw)
-    ft, fb, fl, fr = self.fractions
-    return (int(ft * height), int(fb * height), int(fl * width), int(fr * width))
+      t, b, l, r = t * height // rh, b * height // rh, l * width // rw, r * width // rw
+    elif self.fractions is not None:
+      ft, fb, fl, fr = self.fractions
+      t, b, l, r = int(ft * height), int(fb * height), int(fl * width), int(fr * width)
+    else:
+      t, b, l, r = 0, height, 0, width
+    return (top + t, top + b, left + l, left + r)
 
 
 CROP_PRESETS: dict[str, CropPreset] = {
@@ -161,25 +186,60 @@ CROP_PRESETS: dict[str, CropPreset] = {
   for p in (
     CropPreset(
       "nyu_eigen",
-      "NYUv2 Eigen crop rows 45:471, cols 41:601 at 480x640 (AdaBins evaluate.py; model_spec §8.5).",
+      "NYUv2 Eigen crop rows 45:471, cols 41:601 (Python, exclusive end) at 480x640: BTS "
+      "eval_with_pngs.py (--eigen_crop) and AdaBins evaluate.py `eval_mask[45:471, 41:601]` (model_spec "
+      "§8.5). One row and column inside the official toolbox crop (nyu_toolbox).",
       pixels=(45, 471, 41, 601),
       reference_size=(480, 640),
     ),
     CropPreset(
+      "nyu_toolbox",
+      "NYUv2 official toolbox crop: MATLAB 1-based inclusive 45:471, 41:601 (NYU Depth V2 toolbox "
+      "get_projection_mask.m, the 427x561 region with a valid depth projection) = Python rows 44:471, "
+      "cols 40:601 at 480x640.",
+      pixels=(44, 471, 40, 601),
+      reference_size=(480, 640),
+    ),
+    CropPreset(
+      "nyu_densedepth",
+      "NYUv2 crop of DenseDepth (Alhashim & Wonka 2018): eigen_test_crop.npy = [20, 459, 24, 615] in its "
+      "nyu_test.zip, applied inclusively by utils.evaluate (`crop[0]:crop[1]+1`) = Python rows 20:460, "
+      "cols 24:616 at 480x640.",
+      pixels=(20, 460, 24, 616),
+      reference_size=(480, 640),
+    ),
+    CropPreset(
       "nyu_md2",
-      "NYUv2 crop rows 20:459, cols 24:615 at 480x640 (the MD2-style NYU crop; model_spec §8.5).",
+      "Legacy name (kept so old configs and results still resolve): DenseDepth's crop values [20, 459, 24, "
+      "615] read as Python bounds with an exclusive end (rows 20:459, cols 24:615 at 480x640), as NYU forks "
+      "of monodepth2 apply them; monodepth2 itself has no NYU evaluation. Use nyu_densedepth for "
+      "DenseDepth's own inclusive reading.",
       pixels=(20, 459, 24, 615),
       reference_size=(480, 640),
     ),
     CropPreset(
       "kitti_garg",
-      "KITTI Garg crop rows [0.40810811H, 0.99189189H), cols [0.03594771W, 0.96405229W) (MD2; §8.5).",
+      "KITTI Garg crop rows [0.40810811H, 0.99189189H), cols [0.03594771W, 0.96405229W) of the full "
+      "image (monodepth2 evaluate_depth.py; §8.5).",
       fractions=(0.40810811, 0.99189189, 0.03594771, 0.96405229),
     ),
     CropPreset(
       "kitti_eigen",
       "KITTI Eigen crop rows [0.3324324H, 0.91351351H), cols [0.0359477W, 0.96405229W) (AdaBins; §8.5).",
       fractions=(0.3324324, 0.91351351, 0.0359477, 0.96405229),
+    ),
+    CropPreset(
+      "kitti_kb",
+      "KITTI benchmark crop (kb_crop): the bottom-centred 352x1216 window, rows H-352:H, cols "
+      "(W-1216)//2 + 0:1216 (AdaBins/BTS dataloader do_kb_crop, ZoeDepth, toolbox eval_kb_crop).",
+      window=(352, 1216),
+    ),
+    CropPreset(
+      "kitti_kb_garg",
+      "kb_crop to 352x1216, then the Garg fractions of the cropped 352x1216 map (rows 143:349, cols "
+      "43:1172 of the window): AdaBins / ZoeDepth / depth-toolbox KITTI evaluation.",
+      fractions=(0.40810811, 0.99189189, 0.03594771, 0.96405229),
+      window=(352, 1216),
     ),
   )
 }
@@ -349,6 +409,32 @@ def clip_prediction(
   return jnp.clip(pred, lo, upper)
 
 
+def median_scaled_prediction(pred: jax.Array, gt: jax.Array, valid: jax.Array) -> jax.Array:
+  """Per-image median scaling: ``p * median(y) / median(p)`` with both medians over ``valid`` pixels.
+
+  monodepth2 ``evaluate_depth.py`` (mono evaluation) computes ``ratio = np.median(gt) / np.median(pred)``
+  on the masked pixels of each image, multiplies, then clamps to ``[1e-3, 80]``; ``DepthAccumulator``
+  with ``median_scaling=True`` does the same (scale, then its clamp). The median of an even count is the
+  mean of the two middle values (``np.median``). Images without valid pixels keep their prediction.
+
+  Args:
+    pred: float (B, H, W) predicted depth (any positive scale).
+    gt: float (B, H, W) ground-truth depth, metres.
+    valid: bool (B, H, W) pixels the medians are taken over.
+
+  Returns:
+    float32 (B, H, W) scaled prediction (NaN where the prediction was NaN; non-finite medians give a
+    non-finite image, which the metrics then report as NaN).
+  """
+  pred = jnp.asarray(pred, jnp.float32)
+  gt = jnp.asarray(gt, jnp.float32)
+  has = jnp.any(valid, axis=(1, 2))
+  med_y = jnp.nanmedian(jnp.where(valid, gt, jnp.nan), axis=(1, 2))
+  med_p = jnp.nanmedian(jnp.where(valid, pred, jnp.nan), axis=(1, 2))
+  ratio = jnp.where(has, med_y / jnp.where(has, med_p, 1.0), 1.0)
+  return pred * ratio[:, None, None]
+
+
 def _mvn(x: jax.Array, valid: jax.Array, vf: jax.Array, n_safe: jax.Array) -> jax.Array:
   mean = jnp.sum(x * vf, axis=(1, 2)) / n_safe
   c = jnp.where(valid, x - mean[:, None, None], 0.0)
@@ -357,9 +443,15 @@ def _mvn(x: jax.Array, valid: jax.Array, vf: jax.Array, n_safe: jax.Array) -> ja
 
 
 def _image_terms(pred: jax.Array, gt: jax.Array, valid: jax.Array) -> dict[str, jax.Array]:
-  """Per-pixel terms (B, H, W), zero outside ``valid``; ``pred`` must already be > 0 where valid."""
+  """Per-pixel terms (B, H, W), zero outside ``valid``; ``pred`` must already be > 0 where valid.
+
+  A non-finite prediction on a valid pixel (``+inf`` without an upper clamp, or NaN when no clamp ran) is
+  replaced by 1 in the terms so that sums and gradients stay finite, and flagged in ``terms["bad"]``; the
+  callers turn every metric of such an image into NaN (a broken image never scores a perfect value).
+  """
   vf = valid.astype(jnp.float32)
-  p = jnp.where(valid, pred, 1.0)
+  finite = jnp.isfinite(pred)
+  p = jnp.where(valid & finite, pred, 1.0)
   g = jnp.where(valid, gt, 1.0)
   d = p - g
   e = jnp.log(p) - jnp.log(g)
@@ -390,6 +482,7 @@ def _image_terms(pred: jax.Array, gt: jax.Array, valid: jax.Array) -> dict[str, 
     terms[f"pp_mvn{k}"] = lit.astype(jnp.float32)
     terms[f"pp_mvn_signed{k}"] = (lit & same_sign).astype(jnp.float32)
   terms["n"] = vf
+  terms["bad"] = (valid & ~finite).astype(jnp.float32)
   return terms
 
 
@@ -446,20 +539,25 @@ def per_image_depth_metrics(
 
   Returns:
     (metrics, n): ``metrics`` maps every key of ``ALL_DEPTH_KEYS`` to float32 (B,) values (0 for images
-    without valid pixels); ``n`` is the float32 (B,) number of valid pixels per image.
+    without valid pixels; NaN for every key of an image with a non-finite prediction on a valid pixel,
+    e.g. ``+inf`` when no upper clamp ran); ``n`` is the float32 (B,) number of valid pixels per image.
   """
   valid = jnp.asarray(valid, bool)
   terms = _image_terms(jnp.asarray(pred, jnp.float32), jnp.asarray(gt, jnp.float32), valid)
-  return _per_image_from_terms(terms, valid)
+  metrics, n, _ = _per_image_from_terms(terms, valid)
+  return metrics, n
 
 
 def _per_image_from_terms(terms, valid):
+  """(metrics with NaN for broken images, n, broken): per-image values from the per-pixel terms."""
   sums = {k: jnp.sum(terms[k], axis=(1, 2)) for k in _COUNT_TERMS + _SUM_TERMS}
   n = sums["n"]
   mean_e = _safe_div(jnp.sum(terms["e"], axis=(1, 2)), n)
   centred = jnp.where(valid, terms["e"] - mean_e[:, None, None], 0.0)
   var_e = _safe_div(jnp.sum(centred * centred, axis=(1, 2)), n)
-  return _metrics_from_sums(sums, var_e), n
+  broken = jnp.sum(terms["bad"], axis=(1, 2)) > 0
+  metrics = {k: jnp.where(broken, jnp.nan, v) for k, v in _metrics_from_sums(sums, var_e).items()}
+  return metrics, n, broken
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -479,6 +577,8 @@ class DepthStats:
       inv2).
     e_mean: float32 scalar pooled mean of ``e = ln p - ln y``.
     e_m2: float32 scalar pooled sum of squared deviations of ``e`` (merged with Chan et al.'s formula).
+    num_broken: int32 scalar, images with a non-finite prediction on a valid pixel (their values are
+      left out of every sum so the state stays finite; ``finish`` then reports NaN for every key).
   """
 
   image_sum: dict[str, jax.Array]
@@ -488,6 +588,7 @@ class DepthStats:
   sums: dict[str, jax.Array]
   e_mean: jax.Array
   e_m2: jax.Array
+  num_broken: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -506,12 +607,16 @@ class DepthAccumulator:
     crop: crop preset name, (top, bottom, left, right) or ``None``.
     clip: (lower, upper) prediction clamp in metres (``None`` entries = no bound; ``PRED_FLOOR`` always
       applies); ``None`` means ``(min_depth, max_depth)``.
+    median_scaling: scale each prediction by ``median(y) / median(p)`` over the image's valid pixels
+      before the clamp (monodepth2 ``evaluate_depth.py`` for scale-ambiguous, e.g. monocular
+      self-supervised, models; ``median_scaled_prediction``).
   """
 
   min_depth: float = 1e-3
   max_depth: float | None = None
   crop: str | tuple[int, int, int, int] | None = None
   clip: tuple[float | None, float | None] | None = None
+  median_scaling: bool = False
 
   def __post_init__(self):
     if self.crop is not None and not isinstance(self.crop, str):
@@ -535,6 +640,7 @@ class DepthAccumulator:
       sums={k: z for k in _SUM_TERMS},
       e_mean=z,
       e_m2=z,
+      num_broken=jnp.zeros((), jnp.int32),
     )
 
   def prepare(self, pred, gt, example_mask=None) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -547,6 +653,8 @@ class DepthAccumulator:
       depth_valid_mask(gt, min_depth=self.min_depth, max_depth=self.max_depth, crop=self.crop)
       & emask[:, None, None]
     )
+    if self.median_scaling:
+      pred = median_scaled_prediction(pred, gt, valid)
     lo, hi = self.clip_range
     return clip_prediction(pred, lo, hi), gt, valid
 
@@ -567,8 +675,13 @@ class DepthAccumulator:
     pred, gt, valid = self.prepare(pred, gt, example_mask)
     emask = _example_mask(example_mask, gt.shape[0])
     terms = _image_terms(pred, gt, valid)
-    per_image, n = _per_image_from_terms(terms, valid)
+    per_image, n, broken = _per_image_from_terms(terms, valid)
     has = n > 0
+    # Broken images enter only ``num_broken`` (finish then reports NaN); the sums stay finite.
+    keep = (~broken).astype(jnp.float32)[:, None, None]
+    terms = {k: v * keep for k, v in terms.items()}
+    valid = valid & ~broken[:, None, None]
+    n = n * (~broken)
     counts = {
       k: _wide_add(state.counts[k], jnp.sum(terms[k].astype(jnp.int32))) for k in _COUNT_TERMS
     }
@@ -581,7 +694,8 @@ class DepthAccumulator:
     e_mean, e_m2 = _chan_merge(n_a, state.e_mean, state.e_m2, n_b, mean_b, m2_b)
     return DepthStats(
       image_sum={
-        k: state.image_sum[k] + jnp.sum(jnp.where(has, per_image[k], 0.0)) for k in ALL_DEPTH_KEYS
+        k: state.image_sum[k] + jnp.sum(jnp.where(has & ~broken, per_image[k], 0.0))
+        for k in ALL_DEPTH_KEYS
       },
       num_images=state.num_images + jnp.sum(has.astype(jnp.int32)),
       num_examples=state.num_examples + jnp.sum(emask.astype(jnp.int32)),
@@ -589,6 +703,7 @@ class DepthAccumulator:
       sums=sums,
       e_mean=e_mean,
       e_m2=e_m2,
+      num_broken=state.num_broken + jnp.sum(broken.astype(jnp.int32)),
     )
 
   def merge(self, a: DepthStats, b: DepthStats) -> DepthStats:
@@ -604,6 +719,7 @@ class DepthAccumulator:
       sums={k: a.sums[k] + b.sums[k] for k in _SUM_TERMS},
       e_mean=e_mean,
       e_m2=e_m2,
+      num_broken=a.num_broken + b.num_broken,
     )
 
   def finish(self, state: DepthStats, *, per_image: bool = True) -> dict[str, float]:
@@ -614,9 +730,13 @@ class DepthAccumulator:
       per_image: average per-image metrics over images with valid pixels (True) or pool pixels (False).
 
     Returns:
-      Every key of ``ALL_DEPTH_KEYS`` -> Python float (NaN when nothing was valid).
+      Every key of ``ALL_DEPTH_KEYS`` -> Python float (NaN when nothing was valid, and NaN for every key
+      in both averaging modes when an image had a non-finite prediction on a valid pixel; see
+      ``counts``'s ``num_nonfinite_images``).
     """
     state = jax.device_get(state)
+    if int(state.num_broken) > 0:
+      return {k: float("nan") for k in ALL_DEPTH_KEYS}
     if per_image:
       num = int(state.num_images)
       if num == 0:
@@ -646,12 +766,19 @@ class DepthAccumulator:
     return {k: float(out[k]) for k in ALL_DEPTH_KEYS}
 
   def counts(self, state: DepthStats) -> dict[str, int]:
-    """num_examples, num_images (with >= 1 valid pixel) and num_pixels (valid) of a state."""
+    """Example, image and pixel counts of a state.
+
+    Returns:
+      ``num_examples``, ``num_images`` (with >= 1 valid pixel), ``num_pixels`` (valid pixels of images
+      with finite predictions) and ``num_nonfinite_images`` (images with a non-finite prediction on a
+      valid pixel; when > 0, ``finish`` reports NaN for every metric).
+    """
     state = jax.device_get(state)
     return {
       "num_examples": int(state.num_examples),
       "num_images": int(state.num_images),
       "num_pixels": int(_wide_value(state.counts["n"])),
+      "num_nonfinite_images": int(state.num_broken),
     }
 
 
@@ -1034,6 +1161,8 @@ def r3_semantic_md_batch(pred: jax.Array, gt: jax.Array) -> dict[str, jax.Array]
 # ---------------------------------------------------------------------------------------------------------
 PROTOCOL_KINDS = ("standard", "r0", "clean_000", "r3")
 AVERAGING = ("per_image", "pooled", "per_batch")
+PREDICTION_RESIZE_METHODS = ("bilinear", "bilinear_align_corners")
+"""Depth prediction resize rules a protocol may name (``resize_prediction``)."""
 
 
 def _same(*keys: str) -> tuple[tuple[str, str, float], ...]:
@@ -1060,6 +1189,12 @@ class Protocol:
     units: reported key -> unit string.
     space: ``"metres"`` or ``"inverted_normalised"`` (paper 000's target space, model_spec §1.0).
     batch_size: batch size of ``per_batch`` averaging.
+    median_scaling: per-image median scaling of the prediction before the clamp (monodepth2 mono
+      evaluation; ``median_scaled_prediction``; standard kind only).
+    resize: how a prediction smaller than the ground truth is brought to its size before scoring:
+      ``"bilinear"`` (half-pixel centres: cv2 ``resize``, PyTorch ``align_corners=False``; monodepth2,
+      BTS) or ``"bilinear_align_corners"`` (PyTorch ``align_corners=True``; AdaBins ``predict_tta``,
+      ZoeDepth ``compute_metrics``). See ``resize_prediction`` and ``resize.bilinear``.
   """
 
   name: str
@@ -1075,8 +1210,18 @@ class Protocol:
   units: Mapping[str, str] | None = None
   space: str = "metres"
   batch_size: int | None = None
+  median_scaling: bool = False
+  resize: str = "bilinear"
 
   def __post_init__(self):
+    if self.resize not in PREDICTION_RESIZE_METHODS:
+      raise ValueError(
+        f"Protocol {self.name}: resize must be one of {PREDICTION_RESIZE_METHODS}, got {self.resize!r}"
+      )
+    if self.median_scaling and self.kind != "standard":
+      raise ValueError(
+        f"Protocol {self.name}: median_scaling needs the standard kind, not {self.kind}"
+      )
     if self.kind not in PROTOCOL_KINDS:
       raise ValueError(
         f"Protocol {self.name}: kind must be one of {PROTOCOL_KINDS}, got {self.kind!r}"
@@ -1115,8 +1260,16 @@ class Protocol:
     if self.kind != "standard":
       raise ValueError(f"protocol {self.name!r} (kind {self.kind!r}) has no DepthAccumulator")
     return DepthAccumulator(
-      min_depth=self.min_depth, max_depth=self.max_depth, crop=self.crop, clip=self.clip
+      min_depth=self.min_depth,
+      max_depth=self.max_depth,
+      crop=self.crop,
+      clip=self.clip,
+      median_scaling=self.median_scaling,
     )
+
+  def resize_prediction(self, pred, size: tuple[int, int]) -> np.ndarray:
+    """Resizes a (B, H, W) or (H, W) depth prediction to ``size`` with this protocol's ``resize`` rule."""
+    return resize_prediction(pred, size, method=self.resize)
 
 
 _STD_UNITS = {
@@ -1132,15 +1285,20 @@ _STD_UNITS = {
 }
 
 
-def _field(name, crop, max_depth, averaging, what, reproduces) -> Protocol:
+def _field(name, crop, max_depth, averaging, what, reproduces, **kw) -> Protocol:
   per = (
     "metric per image, mean over images" if averaging == "per_image" else "pooled over all pixels"
   )
+  extra = ""
+  if kw.get("median_scaling"):
+    extra += " Prediction scaled per image by median(y) / median(p) over the valid pixels first."
+  if kw.get("resize") == "bilinear_align_corners":
+    extra += " Predictions resized to the GT with align-corners bilinear."
   return Protocol(
     name=name,
     description=(
       f"valid 1e-3 < y < {max_depth:g} m, crop {crop!r}, prediction clamped to [1e-3, {max_depth:g}] m "
-      f"(NaN -> 1e-3), {per}. {what}"
+      f"(NaN -> 1e-3), {per}.{extra} {what}"
     ),
     reproduces=reproduces,
     min_depth=1e-3,
@@ -1148,6 +1306,7 @@ def _field(name, crop, max_depth, averaging, what, reproduces) -> Protocol:
     crop=crop,
     averaging=averaging,
     units=_STD_UNITS,
+    **kw,
   )
 
 
@@ -1168,9 +1327,32 @@ PROTOCOLS: dict[str, Protocol] = {
       "nyu_eigen",
       10.0,
       "per_image",
-      "Eigen crop 45:471, 41:601 scaled to the image size.",
-      "AdaBins evaluate.py on NYUv2 (654 test images), the usual NYU table protocol (model_spec §8.5); "
-      "clean re-evaluation for papers 001/004 on NYU.",
+      "Eigen crop 45:471, 41:601 (Python) scaled to the image size.",
+      "BTS eval_with_pngs.py (--eigen_crop) and AdaBins evaluate.py on NYUv2 (654 test "
+      "images), the usual NYU table protocol (model_spec §8.5); clean re-evaluation for papers 001/004 on "
+      "NYU. Tables of BTS, AdaBins, NeWCRFs use this crop (with predictions resized align-corners in "
+      "AdaBins: nyu_eigen_ac).",
+    ),
+    _field(
+      "nyu_eigen_ac",
+      "nyu_eigen",
+      10.0,
+      "per_image",
+      "Eigen crop 45:471, 41:601 (Python) scaled to the image size.",
+      "AdaBins evaluate.py (predict_tta resizes with align_corners=True) and ZoeDepth "
+      "zoedepth/utils/misc.py compute_metrics (interpolate(..., align_corners=True), eigen_crop) on "
+      "NYUv2; ZoeDepth's own NYU runs set min_depth_eval in their config (this protocol keeps 1e-3).",
+      resize="bilinear_align_corners",
+    ),
+    _field(
+      "nyu_toolbox",
+      "nyu_toolbox",
+      10.0,
+      "per_image",
+      "Official toolbox crop rows 44:471, cols 40:601 (MATLAB 45:471, 41:601 inclusive).",
+      "NYU Depth V2 toolbox (Silberman) get_projection_mask.m: mask(45:471, 41:601) = the 427x561 "
+      "region with a valid depth projection, which MATLAB evaluations crop as depths(45:471, 41:601, :); "
+      "metric per image here.",
     ),
     _field(
       "nyu_eigen_pooled",
@@ -1180,22 +1362,106 @@ PROTOCOLS: dict[str, Protocol] = {
       "Eigen crop; pixels of all images pooled.",
       "FCRN error_metrics.m aggregation (pooled over the test set; model_spec §8.1) with the Eigen crop.",
     ),
+    Protocol(
+      name="nyu_densedepth",
+      description=(
+        "crop rows 20:460, cols 24:616 (DenseDepth's [20, 459, 24, 615] inclusive), valid y > 1e-3 m, no "
+        "cap, prediction clamped to [0.1, 10] m, pixels of all images pooled. DenseDepth's script passes "
+        "(prediction, GT) to compute_errors(gt, pred), so its abs_rel and log10 see the arguments swapped "
+        "(abs_rel divides by the prediction); this protocol keeps the standard definitions (divide by GT)."
+      ),
+      reproduces=(
+        "DenseDepth (Alhashim & Wonka 2018) utils.evaluate on its nyu_test.zip (654 Eigen test images, "
+        "dense in-painted GT, eigen_test_crop.npy), pooled compute_errors; TTA flip and the swapped "
+        "arguments are not reproduced."
+      ),
+      min_depth=1e-3,
+      crop="nyu_densedepth",
+      averaging="pooled",
+      clip=(0.1, 10.0),
+      units=_STD_UNITS,
+    ),
     _field(
       "nyu_md2",
       "nyu_md2",
       10.0,
       "per_image",
-      "Crop 20:459, 24:615 scaled to the image size.",
-      "The MD2-style NYU crop (docs/model_spec.md §8.5).",
+      "Legacy name: crop 20:459, 24:615 scaled to the image size (DenseDepth's crop values read with an "
+      "exclusive end; see nyu_densedepth).",
+      "Not monodepth2 (its evaluate_depth.py has no NYU evaluation): the crop is DenseDepth's "
+      "eigen_test_crop.npy [20, 459, 24, 615] as NYU forks of monodepth2 apply it "
+      "(crop_mask[20:459, 24:615]); kept so old configs and results resolve (docs/model_spec.md §8.5).",
     ),
     _field(
       "kitti_garg",
       "kitti_garg",
       80.0,
       "per_image",
-      "Garg crop.",
-      "monodepth2 evaluate_depth.py (Eigen split, 697 images, no median scaling); the protocol "
-      "recommended for paper 002 (docs/model_spec.md §3.4).",
+      "Garg crop of the full image.",
+      "monodepth2 evaluate_depth.py --eval_split eigen --eval_stereo / --disable_median_scaling (Eigen "
+      "split, 697 images, no median scaling, cv2 half-pixel resize); the protocol recommended for paper "
+      "002 (docs/model_spec.md §3.4).",
+    ),
+    _field(
+      "kitti_garg_median",
+      "kitti_garg",
+      80.0,
+      "per_image",
+      "Garg crop of the full image.",
+      "monodepth2 evaluate_depth.py --eval_split eigen --eval_mono (the default: median scaling), the "
+      "protocol of monocular self-supervised KITTI tables (monodepth2's 'M' models).",
+      median_scaling=True,
+    ),
+    Protocol(
+      name="kitti_eigen_benchmark",
+      description=(
+        "valid y > 0 (every projected improved-GT point, no cap), no crop, prediction clamped to "
+        "[1e-3, 80] m, metric per image, mean over images."
+      ),
+      reproduces=(
+        "monodepth2 evaluate_depth.py --eval_split eigen_benchmark (652 Eigen test images with the KITTI "
+        "improved ground truth; mask = gt_depth > 0, no Garg crop) without median scaling "
+        "(--eval_stereo / --disable_median_scaling); monodepth2's results on the improved ground truth."
+      ),
+      min_depth=0.0,
+      clip=(1e-3, 80.0),
+      units=_STD_UNITS,
+    ),
+    Protocol(
+      name="kitti_eigen_benchmark_median",
+      description=(
+        "kitti_eigen_benchmark with per-image median scaling (p *= median(y) / median(p) over the valid "
+        "pixels) before the [1e-3, 80] m clamp."
+      ),
+      reproduces="monodepth2 evaluate_depth.py --eval_split eigen_benchmark --eval_mono.",
+      min_depth=0.0,
+      clip=(1e-3, 80.0),
+      median_scaling=True,
+      units=_STD_UNITS,
+    ),
+    _field(
+      "kitti_kb_garg",
+      "kitti_kb_garg",
+      80.0,
+      "per_image",
+      "kb_crop (GT and prediction cut to the bottom-centred 352x1216 window), then the Garg crop of that "
+      "window.",
+      "AdaBins evaluate.py (--do_kb_crop --garg_crop, args_test_kitti_eigen.txt), ZoeDepth "
+      "zoedepth/utils/misc.py compute_metrics (garg_crop on the kb-cropped GT) and the depth toolbox "
+      "depth/datasets/kitti.py (eval_kb_crop + eval_mask, max_depth 80); ~1% abs_rel from kitti_garg. "
+      "Tables of AdaBins, ZoeDepth, DepthFormer/BinsFormer on the Eigen split.",
+      resize="bilinear_align_corners",
+    ),
+    _field(
+      "kitti_toolbox_benchmark",
+      "kitti_kb_garg",
+      88.0,
+      "per_image",
+      "kb_crop, then the Garg crop of the 352x1216 window; cap 88 m.",
+      "Monocular-Depth-Estimation-Toolbox KITTI online-benchmark setting: "
+      "configs/_base_/datasets/kitti_benchmark.py (benchmark_train/val splits, garg_crop, max_depth=88) "
+      "with depth/datasets/kitti.py eval_kb_crop + eval_mask; its models predict at the crop size, so no "
+      "resize rule is implied. Not the KITTI devkit metrics (see kitti_benchmark).",
     ),
     _field(
       "kitti_garg_pooled",
@@ -1343,6 +1609,8 @@ def dataset_protocol(meta: DatasetMeta) -> Protocol:
       p.kind == "standard"
       and p.per_image
       and p.clip is None
+      and not p.median_scaling
+      and p.resize == "bilinear"
       and p.crop == meta.eval_crop
       and p.max_depth == meta.max_depth
       and p.min_depth == meta.min_depth
@@ -1626,7 +1894,9 @@ def resize_prediction(pred, size: tuple[int, int], *, method: str) -> np.ndarray
     pred: (H, W) or (B, H, W) array (depth in metres, or integer labels).
     size: target (height, width).
     method: ``"bilinear"`` (depth; half-pixel centres, no antialiasing, like cv2 / PyTorch
-      ``align_corners=False``) or ``"nearest"`` (labels; source index ``floor((i + 0.5) * in / out)``).
+      ``align_corners=False``), ``"bilinear_align_corners"`` (depth; PyTorch ``align_corners=True``, as
+      AdaBins and ZoeDepth resize their predictions; ``Protocol.resize``) or ``"nearest"`` (labels;
+      source index ``floor((i + 0.5) * in / out)``).
 
   Returns:
     numpy array of shape (..., height, width): float32 for bilinear, the input dtype for nearest.
@@ -1645,6 +1915,10 @@ def resize_prediction(pred, size: tuple[int, int], *, method: str) -> np.ndarray
   flat = arr.reshape((-1, h, w))
   if method == "nearest":
     return np.asarray(resize.nearest(flat, (H, W))).reshape(lead + (H, W))
-  if method == "bilinear":
-    return np.asarray(resize.bilinear(flat, (H, W))).reshape(lead + (H, W))
-  raise ValueError(f"resize_prediction: method must be 'bilinear' or 'nearest', got {method!r}")
+  if method in ("bilinear", "bilinear_align_corners"):
+    out = resize.bilinear(flat, (H, W), align_corners=method == "bilinear_align_corners")
+    return np.asarray(out).reshape(lead + (H, W))
+  raise ValueError(
+    "resize_prediction: method must be 'bilinear', 'bilinear_align_corners' or 'nearest', got "
+    f"{method!r}"
+  )

@@ -5,6 +5,9 @@
   No value is ever interpolated, so labels stay labels and invalid (zero) depth never mixes with valid depth.
 * :func:`bilinear` — predictions (depth in metres, class probabilities): half-pixel centres, no
   antialiasing, i.e. cv2 ``INTER_LINEAR`` / PyTorch ``align_corners=False`` (docs/model_spec.md §13).
+  ``align_corners=True`` switches to the aligned-corners rule some evaluation scripts resize their
+  predictions with (AdaBins ``evaluate.py``, ZoeDepth ``compute_metrics``); an evaluation protocol names
+  the rule it needs (``semdepth_jax.metrics.Protocol.resize``).
 * :func:`bilinear_align_corners` — Caffe's ``Interp`` layer and PyTorch ``align_corners=True``:
   bilinear with the first and last pixels of input and output aligned (DeepLab, DepthNet, paper 001;
   smp's segmentation heads, paper 003; docs/model_spec.md §2.2), and :func:`nearest_floor`, PyTorch's
@@ -71,13 +74,29 @@ def nearest(x: Any, size: Sequence[int]) -> jax.Array:
   return _gather(x, size, nearest_indices)
 
 
-def bilinear(x: Any, size: Sequence[int]) -> jax.Array:
-  """Bilinear resize of axes 1, 2 to ``size``, half-pixel centres, no antialiasing; float32.
+def bilinear(x: Any, size: Sequence[int], *, align_corners: bool = False) -> jax.Array:
+  """Bilinear resize of axes 1, 2 of (B, H, W) or (B, H, W, C) to ``size``, no antialiasing; float32.
+
+  Args:
+    x: (B, H, W) or (B, H, W, C) array.
+    size: (out_h, out_w).
+    align_corners: ``False`` (default): half-pixel centres, output ``i`` samples input position
+      ``(i + 0.5) * in / out - 0.5`` clamped to the edge (cv2 ``INTER_LINEAR``, PyTorch
+      ``align_corners=False``). ``True``: output ``i`` samples ``i * (in - 1) / (out - 1)`` (PyTorch
+      ``align_corners=True``, Caffe ``Interp``; :func:`align_corners_matrix`).
+
+  Returns:
+    float32 array of shape (B, out_h, out_w[, C]).
 
   Raises:
     ValueError: a non-positive output size.
   """
-  return _linear(x, size, antialias=False)
+  if not align_corners:
+    return _linear(x, size, antialias=False)
+  x = jnp.asarray(x).astype(jnp.float32)
+  if x.ndim == 3:
+    return bilinear_align_corners(x[..., None], size)[..., 0]
+  return bilinear_align_corners(x, size)
 
 
 def nearest_floor(x: Any, size: Sequence[int]) -> jax.Array:

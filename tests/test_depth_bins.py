@@ -109,11 +109,27 @@ def test_log10_expectation_uses_expected_index():
 ])  # fmt: skip
 def test_dorn_released_decoder_is_lower_edge(dataset, formula):
   b = db.dorn_released_bins(dataset)
-  assert b.num_classes == {"kitti": 71, "nyu": 68}[dataset]
+  # 2K output channels = K thresholds -> ordinal counts 0..K = K + 1 classes (K = 71 KITTI, 68 NYU).
+  assert b.num_classes == {"kitti": 72, "nyu": 69}[dataset]
   expected = [formula(l) for l in range(b.num_classes)]
   np.testing.assert_allclose(db.class_values(b, "lower_edge"), expected, rtol=1e-12)
   scores = jax.nn.one_hot(jnp.arange(b.num_classes), b.num_classes)
   np.testing.assert_allclose(db.decode_argmax(b, scores, mode="lower_edge"), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dataset,k,metres", [
+  # KITTI: exp((71 - 1 + 40) / 25) = exp(4.4) = 81.4509 m; NYU: exp((68 - 1) / 25 - 0.36) = exp(2.32)
+  # = 10.1757 m (e^4.4 = e^4 * e^0.4 = 54.5982 * 1.49182; e^2.32 = e^2 * e^0.32 = 7.38906 * 1.37713).
+  ("kitti", 71, 54.5982 * 1.49182),
+  ("nyu", 68, 7.38906 * 1.37713),
+])  # fmt: skip
+def test_dorn_released_top_count_decodes_to_far_end(dataset, k, metres):
+  b = db.dorn_released_bins(dataset)
+  assert round(metres, 2) == {"kitti": 81.45, "nyu": 10.18}[dataset]
+  got = db.decode_index(b, jnp.array([k]), mode="lower_edge")
+  np.testing.assert_allclose(got, [metres], rtol=1e-5)  # was 0.0 (count K out of range)
+  one_hot = jax.nn.one_hot(jnp.array([k]), b.num_classes)
+  np.testing.assert_allclose(db.decode_argmax(b, one_hot, mode="lower_edge"), [metres], rtol=1e-5)
 
 
 def test_dorn_kind_is_not_the_released_decoder():

@@ -301,6 +301,7 @@ def test_streaming_uneven_padded_batches_equal_one_shot():
     "num_examples": 7,
     "num_images": 6,
     "num_pixels": int(np.sum((gt[:, 1:6, 0:7] > 1e-3) & (gt[:, 1:6, 0:7] < 10.0))),
+    "num_nonfinite_images": 0,
   }
 
 

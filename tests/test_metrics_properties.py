@@ -122,7 +122,10 @@ def test_streaming_uneven_padded_batches_equal_one_shot(pred, gt, mask, cuts):
     got = ACC.finish(state, per_image=per_image)
     want = mt.depth_metrics(pred, g, per_image=per_image)
     for k in mt.DEPTH_METRIC_KEYS:
-      assert got[k] == pytest.approx(want[k], rel=2e-5, abs=1e-5, nan_ok=True), k
+      # silog = 100 sqrt(sie): near sie = 0 a float32 rounding of ~1e-14 in sie (different summation
+      # order over batches) is ~1e-5 in silog, so its absolute tolerance is 100 * sqrt(1e-10).
+      tol = 1e-3 if k == "silog" else 1e-5
+      assert got[k] == pytest.approx(want[k], rel=2e-5, abs=tol, nan_ok=True), k
 
 
 def _loss(pred, gt, valid):

@@ -1,4 +1,4 @@
-"""Meta info of ``nyu_depth_v2_labeled`` configs ``40`` (default) and ``13``."""
+"""Meta info of ``nyu_depth_v2_labeled`` configs ``40`` (default), ``13``, ``40_raw`` and ``13_raw``."""
 
 from semdepth_jax.data.meta import (
   NYU13_CLASS_NAMES,
@@ -6,6 +6,14 @@ from semdepth_jax.data.meta import (
   NYU_INTRINSICS,
   DatasetMeta,
   generated_palette,
+)
+
+_INPAINTED = (
+  ".mat `depths` (in-painted, dense) in metres; extracted PNGs uint16 / 5000 = metres; 0 = invalid."
+)
+_RAW = (
+  ".mat `rawDepths` (projected Kinect depth, not in-painted) in metres; 0 = no measurement. The depth "
+  "the field's NYU protocols evaluate on."
 )
 
 DEFAULT_CONFIG = "40"
@@ -26,8 +34,13 @@ METAS = tuple(
     intrinsics=NYU_INTRINSICS,
     splits=("train", "test"),
     scene_type="indoor",
-    depth_note=".mat `depths` in metres; extracted PNGs uint16 / 5000 = metres; 0 = invalid.",
+    depth_note=note,
     citation_key="silberman2012indoor",
   )
-  for config, names in (("40", NYU40_CLASS_NAMES), ("13", NYU13_CLASS_NAMES))
+  for config, names, note in (
+    ("40", NYU40_CLASS_NAMES, _INPAINTED),
+    ("13", NYU13_CLASS_NAMES, _INPAINTED),
+    ("40_raw", NYU40_CLASS_NAMES, _RAW),
+    ("13_raw", NYU13_CLASS_NAMES, _RAW),
+  )
 )

@@ -4,9 +4,10 @@ Inputs (``manual_dir``), either
 
 * the official MATLAB v7.3 (HDF5) file ``nyu_depth_v2_labeled.mat`` (2.8 GB, read lazily frame by frame
   with h5py). Its datasets, as h5py shows MATLAB's column-major arrays: ``images`` (1449, 3, 640, 480)
-  uint8, ``depths`` (1449, 640, 480) float32 metres (the in-painted depth), ``labels`` (1449, 640, 480)
-  uint16 raw ids 1..894, 0 = unlabelled. Frame ``i`` (0-based in h5py) is
-  ``images[i].transpose(2, 1, 0)`` -> (480, 640, 3) and ``depths[i].T`` -> (480, 640); or
+  uint8, ``depths`` (1449, 640, 480) float32 metres (the in-painted depth, colorization-filled),
+  ``rawDepths`` (1449, 640, 480) float32 metres (the projected Kinect depth before in-painting, 0 = no
+  measurement), ``labels`` (1449, 640, 480) uint16 raw ids 1..894, 0 = unlabelled. Frame ``i`` (0-based in
+  h5py) is ``images[i].transpose(2, 1, 0)`` -> (480, 640, 3) and ``depths[i].T`` -> (480, 640); or
 * extracted PNGs (the layout of ``../shared/data/nyu_depth_v2_samples/joint``): ``NNNNNN.png`` RGB,
   ``depth_gt_NNNNNN.png`` uint16 (metres = v / 5000, 0 = invalid), ``segm_gt_NNNNNN.png`` uint8 NYU-40
   training ids 0..39 with 255 = ignore;
@@ -24,6 +25,11 @@ Examples built from the .mat use the same 6-digit keys, so both inputs give the 
 Stored (``data_builders.common``): depth float32 metres; labels are training ids ``0 .. C-1`` with 255 =
 ignore (``semdepth_jax.data.meta``): config ``40``: raw 0 -> 255, raw k -> ``mapClass[k] - 1``; config
 ``13``: NYU-40 id c -> ``labels13[c] - 1``. Intrinsics ``meta.NYU_INTRINSICS``.
+
+Depth source: configs ``40`` and ``13`` store the in-painted ``depths`` (dense, good for training);
+``40_raw`` and ``13_raw`` store ``rawDepths`` (0 where the Kinect gave no return), the depth the field's
+NYU evaluation protocols score against (``semdepth_jax.metrics`` ``nyu_*`` protocols; README
+"Evaluation protocols"). Raw configs need the .mat (extracted PNGs hold a single depth map).
 """
 
 from __future__ import annotations
@@ -72,9 +78,16 @@ class NyuConfig(tfds.core.BuilderConfig):
 
   Attributes:
     num_classes: 40 (Gupta et al. NYU-40) or 13 (Couprie et al.).
+    depth_source: ``"inpainted"`` (the .mat's ``depths``) or ``"raw"`` (``rawDepths``, 0 = missing).
   """
 
   num_classes: int = 40
+  depth_source: str = "inpainted"
+
+  @property
+  def depth_key(self) -> str:
+    """The .mat dataset the depth is read from."""
+    return "rawDepths" if self.depth_source == "raw" else "depths"
 
 
 class Builder(common.ArrayRecordByDefault, tfds.core.GeneratorBasedBuilder):
@@ -90,6 +103,18 @@ class Builder(common.ArrayRecordByDefault, tfds.core.GeneratorBasedBuilder):
   BUILDER_CONFIGS = [
     NyuConfig(name="40", num_classes=40, description="NYU-40 classes (Gupta et al. 2013)."),
     NyuConfig(name="13", num_classes=13, description="13 classes (Couprie et al. 2013)."),
+    NyuConfig(
+      name="40_raw",
+      num_classes=40,
+      depth_source="raw",
+      description="NYU-40 classes; depth = rawDepths (no in-painting), for the depth protocols.",
+    ),
+    NyuConfig(
+      name="13_raw",
+      num_classes=13,
+      depth_source="raw",
+      description="13 classes; depth = rawDepths (no in-painting), for the depth protocols.",
+    ),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "40"
 
@@ -101,11 +126,18 @@ class Builder(common.ArrayRecordByDefault, tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = epath.Path(dl_manager.manual_dir)
-    num_classes = self.builder_config.num_classes
-    meta = meta_lib.get_meta(f"nyu_depth_v2_labeled/{num_classes}")
+    config = self.builder_config
+    num_classes = config.num_classes
+    meta = meta_lib.get_meta(f"nyu_depth_v2_labeled/{config.name}")
     mat = manual_dir / MAT_FILE
     png_dir, frames = find_png_frames(manual_dir)
     use_mat = mat.exists() or not frames
+    if config.depth_source == "raw" and not use_mat:
+      raise ValueError(
+        f"{mat}: config {config.name!r} stores rawDepths and needs the official .mat; found only "
+        f"{len(frames)} extracted PNG frame(s) in {png_dir}, whose depth_gt is one (unlabelled) depth map "
+        f"(build config {str(num_classes)!r} from PNGs instead)"
+      )
     toolbox = (
       [SPLITS_FILE] + ([MAP40_FILE] if use_mat else []) + ([MAP13_FILE] * (num_classes == 13))
     )
@@ -125,7 +157,7 @@ class Builder(common.ArrayRecordByDefault, tfds.core.GeneratorBasedBuilder):
     to13 = read_class13_mapping(paths[MAP13_FILE]) if num_classes == 13 else None
     if use_mat:
       lut = raw_label_lut(read_class40_mapping(paths[MAP40_FILE]), to13)
-      num_frames = check_mat_layout(mat)
+      num_frames = check_mat_layout(mat, depth_key=config.depth_key)
       beyond = [i for i in train + test if i > num_frames]
       if beyond:
         raise ValueError(
@@ -168,10 +200,11 @@ class Builder(common.ArrayRecordByDefault, tfds.core.GeneratorBasedBuilder):
       return
     import h5py
 
+    depth_key = self.builder_config.depth_key
     with h5py.File(mat, "r") as f:
       for index in items:
         key = f"{index:06d}"
-        yield key, mat_example(f, index, lut, meta, f"{mat}[frame {key}]")
+        yield key, mat_example(f, index, lut, meta, f"{mat}[frame {key}]", depth_key=depth_key)
 
 
 def find_png_frames(manual_dir: epath.Path) -> tuple[epath.Path, list[str]]:
@@ -317,8 +350,12 @@ def nyu40_lut(map13: np.ndarray | None) -> np.ndarray:
   return lut
 
 
-def check_mat_layout(mat: epath.Path) -> int:
+def check_mat_layout(mat: epath.Path, depth_key: str = "depths") -> int:
   """Opens the .mat with h5py and checks the datasets' shapes; returns the number of frames.
+
+  Args:
+    mat: path of ``nyu_depth_v2_labeled.mat``.
+    depth_key: the depth dataset the config reads (``depths`` or ``rawDepths``).
 
   Raises:
     ValueError: not HDF5 (e.g. a MATLAB v5 file), a dataset missing, or inconsistent shapes.
@@ -327,30 +364,34 @@ def check_mat_layout(mat: epath.Path) -> int:
 
   try:
     with h5py.File(mat, "r") as f:
-      missing = [k for k in ("images", "depths", "labels") if k not in f]
+      missing = [k for k in ("images", depth_key, "labels") if k not in f]
       if missing:
         raise ValueError(f"{mat}: datasets {missing} missing; found {sorted(f.keys())}")
-      images, depths, labels = (f[k].shape for k in ("images", "depths", "labels"))
+      images, depths, labels = (f[k].shape for k in ("images", depth_key, "labels"))
   except OSError as e:
     raise ValueError(f"{mat}: cannot open as HDF5 (MATLAB v7.3): {e}") from e
   n = images[0] if len(images) == 4 else -1
   if len(images) != 4 or images[1] != 3 or depths != (n, *images[2:]) or labels != depths:
     raise ValueError(
-      f"{mat}: expected images (N, 3, W, H), depths and labels (N, W, H); got images {images}, "
-      f"depths {depths}, labels {labels}"
+      f"{mat}: expected images (N, 3, W, H), {depth_key} and labels (N, W, H); got images {images}, "
+      f"{depth_key} {depths}, labels {labels}"
     )
   return n
 
 
-def mat_example(f, index: int, lut: np.ndarray, meta: meta_lib.DatasetMeta, source: str) -> dict:
+def mat_example(
+  f, index: int, lut: np.ndarray, meta: meta_lib.DatasetMeta, source: str, depth_key: str = "depths"
+) -> dict:
   """Reads frame ``index`` (1-based) from an open h5py file and returns the stored example.
+
+  ``depth_key`` is ``depths`` (in-painted) or ``rawDepths`` (raw, 0 = no measurement), metres.
 
   Raises:
     ValueError: raw label ids above 894, non-finite or negative depth (named with ``source``).
   """
   i = index - 1
   image = np.asarray(f["images"][i]).transpose(2, 1, 0)
-  depth = np.asarray(f["depths"][i], np.float32).T
+  depth = np.asarray(f[depth_key][i], np.float32).T
   raw = np.asarray(f["labels"][i]).T
   if raw.max(initial=0) > NUM_RAW_CLASSES:
     bad = np.unique(raw[raw > NUM_RAW_CLASSES]).tolist()

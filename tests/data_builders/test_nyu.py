@@ -61,8 +61,16 @@ def _write_toolbox(folder, class13_names=meta.NYU13_CLASS_NAMES):
   )
 
 
-def _write_mat(path, seed=0, raw_override=None):
-  """Writes the HDF5 fixture; returns per 1-based index (image (H,W,3), depth (H,W), raw labels (H,W))."""
+RAW_DEPTHS = {}
+"""1-based index -> rawDepths (H, W) of the last ``_write_mat`` call (with ``raw_depths=True``)."""
+
+
+def _write_mat(path, seed=0, raw_override=None, raw_depths=True):
+  """Writes the HDF5 fixture; returns per 1-based index (image (H,W,3), depth (H,W), raw labels (H,W)).
+
+  With ``raw_depths`` it also writes ``rawDepths``: the in-painted depth with ~40 % holes (0) and a
+  different value elsewhere (depth + 0.25 m), so a test can tell which of the two was stored.
+  """
   rng = np.random.default_rng(seed)
   images = rng.integers(0, 256, (N, H, W, 3), dtype=np.uint8)
   depths = rng.uniform(0.0, 10.0, (N, H, W)).astype(np.float32)
@@ -71,9 +79,14 @@ def _write_mat(path, seed=0, raw_override=None):
   raw[:, 0, :3] = (0, 1, 894)
   if raw_override is not None:
     raw_override(raw)
+  raw_d = np.where(rng.uniform(size=depths.shape) < 0.4, 0.0, depths + 0.25).astype(np.float32)
+  RAW_DEPTHS.clear()
   with h5py.File(path, "w", userblock_size=512) as f:
     f.create_dataset("images", data=images.transpose(0, 3, 2, 1))  # (N, 3, W, H)
     f.create_dataset("depths", data=depths.transpose(0, 2, 1))  # (N, W, H)
+    if raw_depths:
+      f.create_dataset("rawDepths", data=raw_d.transpose(0, 2, 1))  # (N, W, H)
+      RAW_DEPTHS.update({i + 1: raw_d[i] for i in range(N)})
     f.create_dataset("labels", data=raw.transpose(0, 2, 1))
   return {i + 1: (images[i], depths[i], raw[i]) for i in range(N)}
 
@@ -113,7 +126,8 @@ _K = np.array(
 def test_registered_names_and_configs():
   assert nb.Builder.name == "nyu_depth_v2_labeled"
   assert get_builder_class("nyu_depth_v2_labeled/13") is nb.Builder
-  assert [c.name for c in nb.Builder.BUILDER_CONFIGS] == ["40", "13"]
+  assert [c.name for c in nb.Builder.BUILDER_CONFIGS] == ["40", "13", "40_raw", "13_raw"]
+  assert get_builder_class("nyu_depth_v2_labeled/40_raw") is nb.Builder
   assert "nyu_depth_v2" in tfds.list_builders(
     with_community_datasets=False
   )  # TFDS's own, different name: no clash.
@@ -319,3 +333,42 @@ def test_class13_names_in_other_order_raise(tmp_path):
   _write_pngs(manual / "joint", ["000001"])
   with pytest.raises(ValueError, match=r"classMapping13\.classNames .* 1: 'books' != 'bed'"):
     _build(manual, tmp_path / "data", "13")
+
+
+@pytest.mark.parametrize("config", ["40_raw", "13_raw"])
+def test_raw_configs_store_raw_depths(tmp_path, config):
+  manual = tmp_path / "manual"
+  _write_toolbox(manual / "meta")
+  frames = _write_mat(manual / "nyu_depth_v2_labeled.mat")
+  builder = _build(manual, tmp_path / "data", config)
+  test = _read_split(builder, "test")
+  assert sorted(test) == ["000002", "000005"]
+  for key, ex in test.items():
+    image, inpainted, raw = frames[int(key)]
+    np.testing.assert_array_equal(ex["depth"], RAW_DEPTHS[int(key)])  # rawDepths, holes kept as 0.
+    assert (ex["depth"] == 0).any() and not np.array_equal(ex["depth"], inpainted)
+    np.testing.assert_array_equal(ex["image"], image)
+    np.testing.assert_array_equal(ex["segmentation"][..., 0], _expected_labels(raw, config[:2]))
+  m = meta.get_meta(f"nyu_depth_v2_labeled/{config}")
+  assert m.num_classes == int(config[:2]) and "rawDepths" in m.depth_note
+  assert m.eval_crop == "nyu_eigen" and m.max_depth == 10.0
+
+
+def test_raw_config_without_raw_depths_names_the_file(tmp_path):
+  manual = tmp_path / "manual"
+  _write_toolbox(manual / "meta")
+  _write_mat(manual / "nyu_depth_v2_labeled.mat", raw_depths=False)
+  with pytest.raises(
+    ValueError, match=r"nyu_depth_v2_labeled\.mat: datasets \['rawDepths'\] missing"
+  ):
+    _build(manual, tmp_path / "data", "40_raw")
+
+
+def test_raw_config_from_pngs_is_refused_with_reason(tmp_path):
+  manual = tmp_path / "manual"
+  _write_toolbox(manual / "meta")
+  _write_pngs(manual / "joint", ["000002"])
+  with pytest.raises(
+    ValueError, match=r"nyu_depth_v2_labeled\.mat: config '40_raw' stores rawDepths"
+  ):
+    _build(manual, tmp_path / "data", "40_raw")

@@ -122,8 +122,9 @@ def test_paper_padding_choice_on_a_kitti_sized_frame():
 @pytest.mark.parametrize(
   "preset,k,formula",
   [
-    ("dorn_kitti", 71, lambda l: np.exp((l - 1 + 40) / 25)),  # DORN demo_kitti.py
-    ("dorn_nyu", 68, lambda l: np.exp((l - 1) / 25 - 0.36)),  # DORN demo_nyuv2.py
+    # K thresholds (2K output channels) -> ordinal counts 0..K = K + 1 classes.
+    ("dorn_kitti", 72, lambda l: np.exp((l - 1 + 40) / 25)),  # DORN demo_kitti.py, K = 71
+    ("dorn_nyu", 69, lambda l: np.exp((l - 1) / 25 - 0.36)),  # DORN demo_nyuv2.py, K = 68
   ],
 )
 def test_dorn_released_decoder_presets(preset, k, formula):
@@ -133,7 +134,7 @@ def test_dorn_released_decoder_presets(preset, k, formula):
   assert cfg.stages.train.loss.depth_cls.bins.alpha == cfg.model.depth_bins[1]
   logits = 50.0 * jax.nn.one_hot(jnp.arange(k), k)[:, None, None, :]
   got = np.asarray(model.decode({"depth_logits": logits})["depth"])[:, 0, 0]
-  # The released decoders map the ordinal count l (thresholds passed, 0 .. K - 1 here) to depth: class l.
+  # The released decoders map the ordinal count l (thresholds passed, 0 .. K) to depth: class l.
   np.testing.assert_allclose(got, formula(np.arange(k, dtype=np.float64)), rtol=1e-5)
   with pytest.raises(config_utils.ConfigError, match="bins must be one of"):
     _load("bins=uniform")
