@@ -236,12 +236,52 @@ def export_onnx(
     )
   except Exception as e:  # the converter raises plain exceptions naming the unsupported primitive
     first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if batch == "dynamic" and "Symbolic dimension" in first:
+      raise ExportError(
+        f"model {name} must be exported to ONNX with a fixed batch size (jax2onnx: {first[:200]}); "
+        "use --batch N"
+      ) from None
     raise ExportError(
       f"model {name} cannot be converted to ONNX by jax2onnx: {type(e).__name__}: {first[:300]}"
     ) from None
   _rename_io(proto, output_names)
-  onnx.checker.check_model(proto, full_check=False)
-  return proto.SerializeToString()
+  # jax2onnx's intermediate shape hints can disagree with ONNX shape inference around its layout
+  # transposes (onnxruntime then warns and merges leniently); they are optional, so drop them and let
+  # the strict checker infer shapes itself.
+  del proto.graph.value_info[:]
+  try:
+    onnx.checker.check_model(proto, full_check=True)
+  except onnx.checker.ValidationError as e:
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise ExportError(f"model {name}: the ONNX graph fails onnx.checker: {first[:300]}") from None
+  data = proto.SerializeToString()
+  _onnxruntime_smoke_test(data, (1 if b == "B" else b, h, w), name, output_names)
+  return data
+
+
+def _onnxruntime_smoke_test(
+  data: bytes, shape: tuple[int, int, int], name: str, output_names: Sequence[str]
+) -> None:
+  """Runs the converted graph once on zeros in onnxruntime (if installed).
+
+  A graph that converts but does not run (an operator onnxruntime does not support in that form) is
+  refused at export, naming the node.
+
+  Raises:
+    ExportError: onnxruntime cannot load or run the graph.
+  """
+  try:
+    import onnxruntime as ort
+  except ImportError:
+    return
+  try:
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    session.run(list(output_names), {"image": np.zeros((*shape, 3), np.float32)})
+  except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidArgument, ...)
+    first = " ".join(str(e).split())
+    raise ExportError(
+      f"model {name}: jax2onnx converts it but onnxruntime cannot run it: {first[:300]}"
+    ) from None
 
 
 def _rename_io(proto: Any, output_names: Sequence[str]) -> None:
