@@ -322,3 +322,19 @@ def test_export_cli_errors_are_one_line(trained_workdir, tmp_path, capsys):
   assert main(["predict", "--exported", str(missing), "--images", str(tmp_path), "--out", "o"]) == 2
   err = capsys.readouterr().err.strip()
   assert str(missing) in err and "\n" not in err
+
+
+def test_export_cli_size_batch_platforms(trained_workdir, tmp_path):
+  art = tmp_path / "toy.shlo"
+  cmd = ["export", "--workdir", str(trained_workdir), "--format", "stablehlo", "--out", str(art)]
+  assert main([*cmd, "--size", "8,12", "--batch", "2", "--platforms", "cpu,cuda"]) == 0
+  side = json.loads(export.sidecar_path(art).read_text())
+  assert side["input"]["shape"] == [2, 8, 12, 3] and side["platforms"] == ["cpu", "cuda"]
+  # ToyJoint is 1x1 convolutions: outputs at the input size.
+  assert side["outputs"]["depth"]["shape"] == [2, 8, 12]
+  assert side["outputs"]["seg_probs"]["shape"] == [2, 8, 12, 14]
+  got = export.load_exported(art).run(images(1, (8, 12)))  # one image in a batch-2 artifact
+  assert got["depth"].shape == (1, 8, 12) and np.all(got["depth"] > 0.1)
+  np.testing.assert_allclose(got["seg_probs"].sum(-1), 1.0, rtol=1e-5)
+  with pytest.raises(SystemExit):
+    main([*cmd, "--size", "8"])
