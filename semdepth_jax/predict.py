@@ -4,6 +4,7 @@ r"""``semdepth predict``: run a trained workdir's model on your own images of an
 
   semdepth predict --workdir runs/x --images photos/ extra.jpg --out preds/ [--step N] \
       [--mode resize|tile] [--tta flip] [--ply [--intrinsics fx,fy,cx,cy]]
+  semdepth predict --exported model.shlo --images photos/ --out preds/   # artifact of `semdepth export`
 
 Inputs: files or folders (folders: their ``*.png``, ``*.jpg``, ``*.jpeg``, ``*.bmp`` files, not
 recursive). Greyscale, palette and RGBA images are converted to RGB; other modes (16-bit or float single
