@@ -179,6 +179,7 @@ def test_bins_model_exports_metres_from_bin_logits(tmp_path):
   np.testing.assert_allclose(got, values[np.argmax(logits, axis=-1)], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_bf16_export_equals_bf16_jax_model(tmp_path):
   size = (16, 16)
   model = models.get_model("unet", **TINY["unet"])
