@@ -59,6 +59,10 @@ setuptools.setup(
       "ipykernel>=6.29",
     ],
     "tf": ["tensorflow-cpu>=2.16"],
+    # semdepth export --format onnx and predict --exported on .onnx files. jax2onnx 0.16-0.17 pin
+    # orbax-checkpoint < 0.11.37 (below ours) although converting does not use it; pip then picks
+    # jax2onnx 0.13.0, the newest without that pin, which converts with jax 0.10 (README "Export").
+    "export": ["jax2onnx>=0.13", "onnx>=1.17", "onnxruntime>=1.20"],
     # Reference implementations for the parity tests and weight conversion from .pth files (CPU use).
     # These pins are the releases whose wheels CI machines hold locally (no multi-GB download).
     # segmentation-models-pytorch: paper 003's reference U-Net / DeepLabV3 (tests/parity); it installs

@@ -19,6 +19,10 @@ _COMMANDS = {
   "train": ("semdepth_jax.train.cli", "train a model from a config; resumes from its workdir"),
   "evaluate": ("semdepth_jax.evaluate", "evaluate a trained workdir on a dataset split"),
   "predict": ("semdepth_jax.predict", "run a trained model on your own images"),
+  "export": (
+    "semdepth_jax.export",
+    "export a trained model (with its decode) as StableHLO or ONNX for serving",
+  ),
   "score": (
     "semdepth_jax.score",
     "score saved predictions against ground truth with a named protocol",

@@ -4,6 +4,7 @@ r"""``semdepth predict``: run a trained workdir's model on your own images of an
 
   semdepth predict --workdir runs/x --images photos/ extra.jpg --out preds/ [--step N] \
       [--mode resize|tile] [--tta flip] [--ply [--intrinsics fx,fy,cx,cy]]
+  semdepth predict --exported model.shlo --images photos/ --out preds/   # artifact of `semdepth export`
 
 Inputs: files or folders (folders: their ``*.png``, ``*.jpg``, ``*.jpeg``, ``*.bmp`` files, not
 recursive). Greyscale, palette and RGBA images are converted to RGB; other modes (16-bit or float single
@@ -867,6 +868,33 @@ def predict_images(
   inf = trained.inference_model(mode=mode, tta=tta)
   _check_model_runs(inf, trained.variables)
   dense = jax.jit(inf.dense)
+  outputs, errors = _predict_files(
+    lambda x: dense(trained.variables, x),
+    images,
+    out_dir,
+    meta,
+    ply=ply,
+    intrinsics=intrinsics,
+    ply_color=ply_color,
+    ply_binary=ply_binary,
+    log=log,
+  )
+  return PredictResult(outputs=outputs, errors=errors, step=trained.step)
+
+
+def _predict_files(
+  dense: Any,
+  images: Sequence[str | os.PathLike],
+  out_dir: str | os.PathLike,
+  meta: Any,
+  *,
+  ply: bool,
+  intrinsics: Sequence[float] | None,
+  ply_color: str,
+  ply_binary: bool,
+  log: Any,
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+  """Reads each image, runs ``dense`` ((1, H, W, 3) [0, 1] -> ``depth`` / ``probs`` at (H, W)), writes."""
   files, errors = collect_images(images)
   outputs: dict[str, list[str]] = {}
   for f in files:
@@ -876,7 +904,7 @@ def predict_images(
       errors[str(f)] = str(e)
       continue
     x = jnp.asarray(img[None].astype(np.float32) / np.float32(255.0))
-    preds = jax.device_get(dense(trained.variables, x))
+    preds = jax.device_get(dense(x))
     host: dict[str, np.ndarray] = {}
     if "depth" in preds:
       host["depth"] = np.asarray(preds["depth"][0], np.float32)
@@ -896,7 +924,71 @@ def predict_images(
     )
     if log is not None:
       log(f"{f} ({img.shape[0]}x{img.shape[1]}): {len(outputs[str(f)])} files")
-  return PredictResult(outputs=outputs, errors=errors, step=trained.step)
+  return outputs, errors
+
+
+def predict_exported(
+  artifact: str | os.PathLike,
+  images: Sequence[str | os.PathLike],
+  out_dir: str | os.PathLike,
+  *,
+  ply: bool = False,
+  intrinsics: Sequence[float] | None = None,
+  ply_color: str = "rgb",
+  ply_binary: bool = True,
+  log=None,
+) -> PredictResult:
+  """:func:`predict_images` with an exported artifact (``semdepth export``) instead of a workdir.
+
+  Each image is resized to the artifact's input size (antialiased bilinear), the artifact returns metres
+  and class probabilities at its output resolution, and both are resized bilinearly to the image size:
+  the same steps and outputs as ``--mode resize`` without TTA. The dataset meta (palette, depth range) is
+  that of the sidecar's ``dataset``.
+
+  Raises:
+    FileNotFoundError: the artifact or its sidecar is missing.
+    ValueError: bad arguments, or an unreadable sidecar.
+  """
+  from semdepth_jax import export as export_lib
+  from semdepth_jax.data.meta import get_meta
+
+  if ply_color not in PLY_COLORS:
+    raise ValueError(f"ply_color must be one of {PLY_COLORS}, got {ply_color!r}")
+  art = export_lib.load_exported(artifact)
+  if "dataset" not in art.sidecar:
+    raise ValueError(f"{export_lib.sidecar_path(artifact)}: no 'dataset' (palette, depth range)")
+  meta = get_meta(art.sidecar["dataset"])
+  if ply and intrinsics is None and meta.intrinsics is None:
+    raise ValueError(
+      f"--ply needs camera intrinsics: dataset {meta.name!r} has none in its meta info; pass "
+      "--intrinsics fx,fy,cx,cy (pixels of the input images)"
+    )
+  size = art.input_size
+
+  def dense(x):
+    H, W = x.shape[1:3]
+    if size != (H, W):
+      x = resize.image(x, size)
+    out = art.run(np.asarray(x))
+    preds = {}
+    if "depth" in out:
+      preds["depth"] = resize.bilinear(out["depth"], (H, W))
+    if "seg_probs" in out:
+      preds["probs"] = resize.bilinear(out["seg_probs"], (H, W))
+    return preds
+
+  outputs, errors = _predict_files(
+    dense,
+    images,
+    out_dir,
+    meta,
+    ply=ply,
+    intrinsics=intrinsics,
+    ply_color=ply_color,
+    ply_binary=ply_binary,
+    log=log,
+  )
+  return PredictResult(outputs=outputs, errors=errors, step=art.sidecar["checkpoint"]["step"])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -917,7 +1009,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
       "failed, 2 on a usage error."
     ),
   )
-  p.add_argument("--workdir", default=None, help="training workdir (config.json + checkpoints/)")
+  src = p.add_mutually_exclusive_group()
+  src.add_argument("--workdir", default=None, help="training workdir (config.json + checkpoints/)")
+  src.add_argument(
+    "--exported", default=None, help="artifact of `semdepth export` (PATH with PATH.json beside it)"
+  )
   p.add_argument("--images", required=True, nargs="+", help="image files and/or folders")
   p.add_argument("--out", required=True, help="output folder")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
@@ -943,9 +1039,10 @@ def run(args: argparse.Namespace) -> int:
     from semdepth_jax import routed
 
     return routed.run_predict(args)
-  if not args.workdir:
+  if not args.workdir and not getattr(args, "exported", None):
     print(
-      "semdepth predict: error: --workdir is required (or --router with --low, --high)",
+      "semdepth predict: error: one of --workdir, --exported or --router (with --low, --high) is "
+      "required",
       file=sys.stderr,
     )
     return 2
@@ -953,20 +1050,36 @@ def run(args: argparse.Namespace) -> int:
 
   try:
     intrinsics = parse_intrinsics(args.intrinsics) if args.intrinsics else None
-    result = predict_images(
-      args.workdir,
-      args.images,
-      args.out,
-      step=args.step,
-      mode=args.mode,
-      tta=args.tta,
-      ply=args.ply,
-      intrinsics=intrinsics,
-      ply_color=args.ply_color,
-      ply_binary=not args.ply_ascii,
-      config=args.config,
-      log=print,
-    )
+    if getattr(args, "exported", None):
+      if args.mode != "resize" or args.tta != "none" or args.step is not None or args.config:
+        raise ValueError(
+          "--exported runs the artifact as exported: no --mode tile, --tta, --step, --config"
+        )
+      result = predict_exported(
+        args.exported,
+        args.images,
+        args.out,
+        ply=args.ply,
+        intrinsics=intrinsics,
+        ply_color=args.ply_color,
+        ply_binary=not args.ply_ascii,
+        log=print,
+      )
+    else:
+      result = predict_images(
+        args.workdir,
+        args.images,
+        args.out,
+        step=args.step,
+        mode=args.mode,
+        tta=args.tta,
+        ply=args.ply,
+        intrinsics=intrinsics,
+        ply_color=args.ply_color,
+        ply_binary=not args.ply_ascii,
+        config=args.config,
+        log=print,
+      )
   except (ValueError, FileNotFoundError, KeyError, CheckpointDamagedError) as e:
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     print(f"semdepth predict: error: {msg}", file=sys.stderr)
