@@ -561,10 +561,11 @@ def load_system(args: Any) -> RoutedSystem:
   """
   from semdepth_jax import predict
 
-  if getattr(args, "workdir", None):
-    raise RouterError(
-      "--workdir and --router exclude each other (a routed system uses --low and --high)"
-    )
+  for other in ("workdir", "exported"):
+    if getattr(args, other, None):
+      raise RouterError(
+        f"--{other} and --router exclude each other (a routed system uses --low and --high)"
+      )
   for name in ("low", "high"):
     if not getattr(args, name, None):
       raise RouterError(f"--router needs --{name} WORKDIR (the {name}-range network)")
