@@ -47,6 +47,8 @@ setuptools.setup(
     # tfds needs these for package-folder builders and its testing utilities.
     "importlib_resources>=6.0",
     "dill>=0.3.8",
+    # jax.export's serialisation of StableHLO artifacts (semdepth export).
+    "flatbuffers>=24.3",
   ],
   extras_require={
     "dev": [
