@@ -228,12 +228,17 @@ def export_onnx(
     out = fn(image)
     return tuple(out[k] for k in output_names)
 
+  from semdepth_jax.models import layers
+
   try:
-    proto = jax2onnx.to_onnx(
-      tuple_fn,
-      inputs=[jax.ShapeDtypeStruct((b, h, w, 3), jnp.float32)] if b != "B" else [(b, h, w, 3)],
-      model_name=name,
-    )
+    # Padded max-pools as slice maxima: a padded NHWC reduce_window converts to a 4-D MaxPool kernel
+    # that onnxruntime rejects (layers.torch_max_pool_impl; same values).
+    with layers.torch_max_pool_impl("slices"):
+      proto = jax2onnx.to_onnx(
+        tuple_fn,
+        inputs=[jax.ShapeDtypeStruct((b, h, w, 3), jnp.float32)] if b != "B" else [(b, h, w, 3)],
+        model_name=name,
+      )
   except Exception as e:  # the converter raises plain exceptions naming the unsupported primitive
     first = str(e).splitlines()[0] if str(e) else type(e).__name__
     if batch == "dynamic" and "Symbolic dimension" in first:

@@ -203,12 +203,12 @@ def test_models_reading_ground_truth_labels_are_refused(name, tmp_path):
   assert "\n" not in str(err.value)
 
 
-ONNX_WORKS = ("ds_sidenet", "scrx", "semantic_md", "unet")
-"""Families whose ONNX conversion runs in onnxruntime (README "Export"); ds_sidenet decodes bins."""
+ONNX_WORKS = ("deeplab_sid", "ds_sidenet", "hybridnet_a1", "scrx", "semantic_md", "unet")
+"""Families whose ONNX conversion runs in onnxruntime (README "Export"); ds_sidenet and deeplab_sid
+decode bins; deeplab_sid and hybridnet_a1 have padded ceil-mode max-pools (exported as slice maxima)."""
 
 ONNX_FAILS = {
   "ssegdepnet": "Unsupported conv layouts",  # jax2onnx has no 3-D convolution (its 3D CNN-UP)
-  "deeplab_sid": "MaxPool",  # converts, but onnxruntime rejects the ceil-mode 3x3/2 max-pool
 }
 
 

@@ -39,9 +39,12 @@ scatter (gradient-of-convolution) reference.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
+import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -574,6 +577,36 @@ def pool_output_size(size: int, window: int, stride: int, padding: int, ceil_mod
   return out
 
 
+_TORCH_POOL_IMPL: contextvars.ContextVar[str] = contextvars.ContextVar(
+  "torch_max_pool_impl", default="reduce_window"
+)
+TORCH_POOL_IMPLS = ("reduce_window", "slices")
+
+
+@contextlib.contextmanager
+def torch_max_pool_impl(impl: str) -> Iterator[None]:
+  """Chooses how :func:`torch_max_pool` computes while models are traced in this context.
+
+  ``'reduce_window'`` (default): one ``lax.reduce_window`` max (XLA's pooling, select-and-scatter
+  gradient). ``'slices'``: the maximum of the ``prod(window)`` strided slices of the ``-inf``-padded input,
+  which uses only pad / slice / maximum, operators every exporter supports (ONNX export: onnxruntime
+  rejects the 4-D ``MaxPool`` kernel a padded NHWC ``reduce_window`` converts to). Forward values are
+  identical; gradients differ only at tied maxima.
+
+  Raises:
+    ValueError: unknown ``impl``.
+  """
+  if impl not in TORCH_POOL_IMPLS:
+    raise ValueError(
+      f"layers.torch_max_pool_impl: impl must be one of {TORCH_POOL_IMPLS}, got {impl!r}"
+    )
+  token = _TORCH_POOL_IMPL.set(impl)
+  try:
+    yield
+  finally:
+    _TORCH_POOL_IMPL.reset(token)
+
+
 def torch_max_pool(
   x: Array,
   window: int | Sequence[int],
@@ -619,6 +652,16 @@ def torch_max_pool(
   crop = tuple(slice(0, x.shape[1 + a] + min(pads[a][1], 0)) for a in range(nd))
   x = x[(slice(None), *crop)]
   pads = [(lo, max(hi, 0)) for lo, hi in pads]
+  if _TORCH_POOL_IMPL.get() == "slices":
+    xp = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
+    y = None
+    for offset in itertools.product(*(range(w) for w in window)):
+      cells = tuple(
+        slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offset, outs, strides, strict=True)
+      )
+      v = xp[(slice(None), *cells)]
+      y = v if y is None else jnp.maximum(y, v)
+    return y
   y = lax.reduce_window(
     x, init, lax.max, (1, *window, 1), (1, *strides, 1), ((0, 0), *pads, (0, 0))
   )

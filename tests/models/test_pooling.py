@@ -39,11 +39,13 @@ def test_pool_output_size_by_hand(args, out):
   assert layers.pool_output_size(*args) == out
 
 
+@pytest.mark.parametrize("impl", layers.TORCH_POOL_IMPLS)
 @pytest.mark.parametrize("args,out", SIZES[4:])
-def test_torch_max_pool_values(args, out):
+def test_torch_max_pool_values(args, out, impl):
   n, k, s, p, ceil = args
   x = RNG.normal(size=(2, n, n + 1, 3)).astype(np.float32)
-  y = np.asarray(layers.torch_max_pool(jnp.asarray(x), k, s, p, ceil_mode=ceil))
+  with layers.torch_max_pool_impl(impl):  # 'slices': the ONNX-friendly form, same values
+    y = np.asarray(layers.torch_max_pool(jnp.asarray(x), k, s, p, ceil_mode=ceil))
   out_w = layers.pool_output_size(n + 1, k, s, p, ceil)
   assert y.shape == (2, out, out_w, 3)
   for i, (a, b) in enumerate(np_max_pool_1d_windows(n, k, s, p, out)):
@@ -79,3 +81,14 @@ def test_adaptive_avg_pool_bins_by_hand(h, w, out):
   for i, (a, b) in enumerate(BINS[(h, out[0])]):
     for j, (c, d) in enumerate(BINS[(w, out[1])]):
       np.testing.assert_allclose(y[:, i, j], x[:, a:b, c:d].mean(axis=(1, 2)), atol=1e-6)
+
+
+def test_torch_max_pool_impl_is_scoped_and_checked():
+  x = jnp.asarray(RNG.normal(size=(1, 9, 9, 2)).astype(np.float32))
+  with layers.torch_max_pool_impl("slices"):
+    jaxpr = str(jax.make_jaxpr(lambda v: layers.torch_max_pool(v, 3, 2, 1, ceil_mode=True))(x))
+  assert "reduce_window" not in jaxpr and "max" in jaxpr
+  jaxpr = str(jax.make_jaxpr(lambda v: layers.torch_max_pool(v, 3, 2, 1, ceil_mode=True))(x))
+  assert "reduce_window_max" in jaxpr  # the default again outside the context
+  with pytest.raises(ValueError, match="impl must be one of"), layers.torch_max_pool_impl("onnx"):
+    pass
