@@ -234,8 +234,10 @@ def _loadmat(path: epath.Path) -> dict:
   try:
     with path.open("rb") as f:
       return sio.loadmat(f, squeeze_me=True, struct_as_record=False)
-  except (OSError, ValueError, TypeError, NotImplementedError) as e:
-    raise ValueError(f"{path}: cannot read as a MATLAB v5 .mat file: {e}") from e
+  except Exception as e:  # noqa: BLE001 - a damaged file fails anywhere in scipy (IndexError, zlib...)
+    raise ValueError(
+      f"{path}: cannot read as a MATLAB v5 .mat file (damaged download?): {type(e).__name__}: {e}"
+    ) from e
 
 
 def _get(mat: dict, path: epath.Path, name: str):
