@@ -409,6 +409,30 @@ def check_values(config: Any) -> None:
   _check_mesh(config)
 
 
+def check_model_input(config: Any) -> None:
+  """Checks that every stage's model accepts ``config.image_size`` (abstractly: no parameters built).
+
+  Traces ``model.init`` with ``jax.eval_shape`` (``semdepth_jax.train.loop.abstract_variables``) per stage,
+  so a size the model cannot take (not divisible by its total stride, too small for its pooling) fails
+  before the dataset is opened and before any parameter exists. Costs one trace per stage model; run by
+  ``semdepth train`` after :func:`validate_config`.
+
+  Raises:
+    ConfigError: naming ``config.image_size``, the model and its own message (what it expects).
+  """
+  from semdepth_jax.train import loop
+
+  size = _size(config.image_size, "config.image_size")
+  for name in config.stage_order:
+    kwargs = loop.model_kwargs(config, config.stages[name])
+    try:
+      loop.abstract_variables(config, loop.build_model(config, config.stages[name]))
+    except (ValueError, TypeError) as e:
+      raise ConfigError(
+        f"config.image_size {size}: model {kwargs['name']!r} (stage {name}) cannot take it: {e}"
+      ) from None
+
+
 def _check_num_classes(config: Any) -> None:
   from semdepth_jax.data import meta as meta_lib
 
