@@ -238,8 +238,9 @@ def _manual_dir_problem(manual_dir: str) -> str | None:
   if not os.path.isdir(manual_dir):
     return "a file"
   try:
-    if not any(os.scandir(manual_dir)):
-      return "an empty folder"
+    with os.scandir(manual_dir) as entries:
+      if next(entries, None) is None:
+        return "an empty folder"
   except OSError as e:
     return f"a folder that cannot be read ({e.strerror})"
   return None
