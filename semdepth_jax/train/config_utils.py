@@ -363,8 +363,8 @@ def check_values(config: Any) -> None:
   """Checks the range of every value the trainer reads, so a bad one fails before step 0.
 
   Covers stage lengths and batch sizes, optimiser counts, ``image_size`` / ``eval.image_size`` (positive
-  pixel sizes), ``checkpoint``, ``eval`` and ``evals`` counts, the data loader settings, ``num_classes`` against the dataset's meta info (``semdepth_jax.data.meta``; a mismatch would
-  silently ignore or invent label ids, and no class mapping exists to translate them), and ``mesh_shape``
+  pixel sizes), ``checkpoint``, ``eval`` and ``evals`` counts, the data loader settings, ``num_classes``
+  (>= 1; checked against the dataset by :func:`check_model_input`) and ``mesh_shape``
   against the devices of this process (skipped for multi-process runs, whose devices are only known after
   ``jax.distributed.initialize``).
 
@@ -405,23 +405,29 @@ def check_values(config: Any) -> None:
   _int(config.data.num_threads, "config.data.num_threads", 1)
   _int(config.data.prefetch, "config.data.prefetch", 0)
   _int(config.data.worker_count, "config.data.worker_count", 0)
-  _check_num_classes(config)
+  if config.num_classes is not None:
+    _int(config.num_classes, "config.num_classes", 1, " (None = the dataset's count)")
   _check_mesh(config)
 
 
 def check_model_input(config: Any) -> None:
-  """Checks that every stage's model accepts ``config.image_size`` (abstractly: no parameters built).
+  """Checks the model against its data: class count and input size (abstractly: no parameters built).
 
-  Traces ``model.init`` with ``jax.eval_shape`` (``semdepth_jax.train.loop.abstract_variables``) per stage,
-  so a size the model cannot take (not divisible by its total stride, too small for its pooling) fails
-  before the dataset is opened and before any parameter exists. Costs one trace per stage model; run by
-  ``semdepth train`` after :func:`validate_config`.
+  ``config.num_classes`` must equal the dataset's count (``semdepth_jax.data.meta``): a different count
+  would silently ignore label ids >= it or leave classes never seen, and no class mapping exists to
+  translate them. (Not part of :func:`validate_config`: test harnesses pair a nominal dataset name with
+  their own data and class count.) Then it traces ``model.init`` with ``jax.eval_shape``
+  (``semdepth_jax.train.loop.abstract_variables``) per stage, so a size the model cannot take (not
+  divisible by its total stride, too small for its pooling) fails before the dataset is opened and before
+  any parameter exists. Costs one trace per stage model; run by ``semdepth train`` after
+  :func:`validate_config`.
 
   Raises:
-    ConfigError: naming ``config.image_size``, the model and its own message (what it expects).
+    ConfigError: naming ``config.num_classes`` or ``config.image_size``, the expected and the actual.
   """
   from semdepth_jax.train import loop
 
+  _check_num_classes(config)
   size = _size(config.image_size, "config.image_size")
   for name in config.stage_order:
     kwargs = loop.model_kwargs(config, config.stages[name])

