@@ -196,26 +196,34 @@ def corrupt_zip_read_in_place(tmp_path, capsys):
   return Outcome(None, str(e.value), (f"{path}:{member}", "cannot read archive member", "error"))
 
 
-def corrupt_splits_mat(tmp_path, capsys):
+def _nyu_with_splits(tmp_path, capsys, splits_bytes: bytes, names: tuple[str, ...]) -> Outcome:
   manual = tmp_path / "manual"
   (manual / "joint").mkdir(parents=True)
   for name in ("000001.png", "depth_gt_000001.png", "segm_gt_000001.png"):
     (manual / "joint" / name).write_bytes(b"exists")  # read only after splits.mat
-  buf = io.BytesIO()
-  sio.savemat(
-    buf, {"trainNdxs": np.arange(1, 800), "testNdxs": np.arange(800, 1450)}, do_compression=True
-  )
-  data = bytearray(buf.getvalue())
-  data[len(data) // 2 : len(data) // 2 + 8] = b"\x00" * 8  # damaged compressed variable
   splits = manual / "splits.mat"
-  splits.write_bytes(bytes(data))
-  return _build(
-    tmp_path,
-    capsys,
-    "nyu_depth_v2_labeled/40",
-    manual,
-    (str(splits), "cannot read as a MATLAB v5 .mat file"),
-  )
+  splits.write_bytes(splits_bytes)
+  names = tuple(n.format(splits=splits) for n in names)
+  return _build(tmp_path, capsys, "nyu_depth_v2_labeled/40", manual, names)
+
+
+def _splits_mat(train, compress: bool = True) -> bytes:
+  buf = io.BytesIO()
+  sio.savemat(buf, {"trainNdxs": train, "testNdxs": np.arange(800, 1450)}, do_compression=compress)
+  return buf.getvalue()
+
+
+def corrupt_splits_mat(tmp_path, capsys):
+  data = bytearray(_splits_mat(np.arange(1, 800)))
+  data[len(data) // 2 : len(data) // 2 + 8] = b"\x00" * 8  # damaged compressed variable
+  names = ("{splits}", "cannot read as a MATLAB v5 .mat file")
+  return _nyu_with_splits(tmp_path, capsys, bytes(data), names)
+
+
+def splits_mat_fractional_index(tmp_path, capsys):
+  data = _splits_mat(np.array([1.0, 2.5, 3.0]))
+  names = ("{splits}", "trainNdxs must hold integer frame indices", "2.5")
+  return _nyu_with_splits(tmp_path, capsys, data, names)
 
 
 # --- warnings: score, predict, evaluate --------------------------------------------------------------------
@@ -276,6 +284,7 @@ CASES: dict[str, Callable] = {
     corrupt_zip_extracted,
     corrupt_zip_read_in_place,
     corrupt_splits_mat,
+    splits_mat_fractional_index,
     keep_zero,
     mesh_too_big,
     image_size_not_divisible,
