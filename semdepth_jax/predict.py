@@ -526,6 +526,21 @@ def collect_images(
   return images, errors
 
 
+def gather_images(
+  paths: Sequence[str | os.PathLike], log: Any = None
+) -> tuple[list[pathlib.Path], dict[str, str]]:
+  """:func:`collect_images`, saying which subfolders were skipped (``log``, else a logged warning).
+
+  Every ``predict`` form (plain, exported, routed) collects its inputs here, so a skipped folder is never
+  silent.
+  """
+  skipped: list[str] = []
+  files, errors = collect_images(paths, skipped)
+  for msg in skipped:
+    (log or _log.warning)(f"note: {msg}")
+  return files, errors
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
   """Reads an image file as uint8 RGB (H, W, 3).
 
@@ -910,10 +925,7 @@ def _predict_files(
   log: Any,
 ) -> tuple[dict[str, list[str]], dict[str, str]]:
   """Reads each image, runs ``dense`` ((1, H, W, 3) [0, 1] -> ``depth`` / ``probs`` at (H, W)), writes."""
-  skipped: list[str] = []
-  files, errors = collect_images(images, skipped)
-  for msg in skipped:  # said even without a log callable: a skipped folder must never be silent.
-    (log or _log.warning)(f"note: {msg}")
+  files, errors = gather_images(images, log)
   outputs: dict[str, list[str]] = {}
   for f in files:
     try:

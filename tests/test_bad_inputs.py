@@ -245,15 +245,15 @@ def score_nan_predictions(tmp_path, capsys):
 
 
 def predict_skips_subfolder(tmp_path, capsys):
-  # The message predict_images logs for each folder argument (the model is not needed to collect files).
+  # What every predict form (plain, exported, routed) logs for a folder argument (no model needed).
   folder = tmp_path / "images"
   (folder / "left").mkdir(parents=True)
   (folder / "left" / "x.png").write_bytes(b"")
   (folder / "y.png").write_bytes(b"")
-  skipped: list[str] = []
-  files, _ = predict.collect_images([folder], skipped)
+  logged: list[str] = []
+  files, _ = predict.gather_images([folder], logged.append)
   assert [f.name for f in files] == ["y.png"]
-  return Outcome(0, "\n".join(skipped), (str(folder), "skipped 1 subfolder", "left", "recursively"))
+  return Outcome(0, "\n".join(logged), (str(folder), "skipped 1 subfolder", "left", "recursively"))
 
 
 def evaluate_split_without_valid_pixels(tmp_path, capsys, caplog=None):
