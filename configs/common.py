@@ -55,8 +55,12 @@ def set_steps(config: ml_collections.ConfigDict, steps: int) -> None:
 
 
 def parse_args(arg: str | None, defaults: dict[str, Any], where: str) -> dict[str, Any]:
-  """``parse_preset_args`` plus checks of the shared ``size`` argument."""
+  """``parse_preset_args`` plus checks of the shared ``size`` and ``steps`` arguments."""
   args = parse_preset_args(arg, defaults, where=where)
   if "size" in args and args["size"] not in SIZES:
     raise ConfigError(f"{where}: size must be one of {SIZES}, got {args['size']!r}")
+  if args.get("steps", 0) < 0:  # "steps=-5" used to fall back to the default length silently.
+    raise ConfigError(
+      f"{where}: preset argument steps must be >= 0 (0 = the preset's length), got {args['steps']}"
+    )
   return args

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import zipfile
+import zlib
 
 from etils import epath
 
@@ -63,8 +64,9 @@ class Member:
     """
     try:
       return self.source.zip_file().read(self.member)
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
-      raise ValueError(f"{self}: cannot read archive member: {e}") from e
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, KeyError) as e:
+      # zlib.error: a damaged deflate stream (not an OSError).
+      raise ValueError(f"{self}: cannot read archive member: {type(e).__name__}: {e}") from e
 
   def read_text(self, encoding: str = "utf-8") -> str:
     """The member's content decoded as text (raises like ``read_bytes``)."""

@@ -17,6 +17,7 @@ import io
 import shutil
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterable
 
 import numpy as np
@@ -258,7 +259,11 @@ def is_archive(path: epath.Path) -> bool:
 
 
 def extract(archive: epath.Path, extract_dir: epath.Path) -> epath.Path:
-  """Extracts ``archive`` once into ``extract_dir/<archive name>`` (a ``.done`` marker caches it)."""
+  """Extracts ``archive`` once into ``extract_dir/<archive name>`` (a ``.done`` marker caches it).
+
+  Raises:
+    ValueError: the archive cannot be read (truncated, damaged, not an archive); the message names it.
+  """
   dest = extract_dir / archive.name
   done = extract_dir / f"{archive.name}.done"
   if done.exists():
@@ -273,8 +278,11 @@ def extract(archive: epath.Path, extract_dir: epath.Path) -> epath.Path:
     else:
       with tarfile.open(archive) as t:
         t.extractall(dest, filter="data")
-  except (OSError, zipfile.BadZipFile, tarfile.TarError) as e:
-    raise ValueError(f"{archive}: cannot extract archive: {e}") from e
+  except (OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError) as e:
+    # A truncated .tar.gz ends in EOFError, a damaged deflate stream in zlib.error.
+    raise ValueError(
+      f"{archive}: cannot extract archive (truncated or damaged download?): {type(e).__name__}: {e}"
+    ) from e
   done.touch()
   return dest
 

@@ -496,6 +496,11 @@ class Evaluation:
       if callable(close):
         close()
     p = self.protocol
+    warnings = list(self.warnings)
+    empty = empty_split_warning(self.dataset, self.settings.split, p.name, results)
+    if empty:
+      _log.warning("%s", empty)
+      warnings.append(empty)
     return {
       "dataset": self.dataset,
       "split": self.settings.split,
@@ -526,9 +531,33 @@ class Evaluation:
         "tile_size": None if self.inference.tile_size is None else list(self.inference.tile_size),
         "tile_combine": self.inference.tile_combine,
       },
-      "warnings": list(self.warnings),
+      "warnings": warnings,
       **results,
     }
+
+
+def empty_split_warning(
+  dataset: str, split: str, protocol: str, results: Mapping[str, Any]
+) -> str | None:
+  """A warning naming the split when an evaluation found nothing to score, else None.
+
+  ``JointEvaluator.finish`` leaves out ``depth`` when no image had a pixel inside the protocol's range
+  and ``segmentation`` when no pixel was labelled; with both missing the report would be an empty line.
+
+  Args:
+    dataset: TFDS name.
+    split: the evaluated split.
+    protocol: depth protocol name (its range decides which pixels count).
+    results: ``JointEvaluator.finish`` output (``num_examples`` may be popped already).
+  """
+  if "depth" in results or "segmentation" in results:
+    return None
+  n = results.get("num_examples")
+  seen = f"{n} example(s)" if n is not None else "the examples"
+  return (
+    f"evaluation of {dataset} [{split}]: no valid pixels in {seen} (no depth inside protocol "
+    f"{protocol!r}'s range, no labelled pixel): nothing to report; check the split and the protocol"
+  )
 
 
 def report_scalars(report: Mapping[str, Any]) -> dict[str, float]:

@@ -468,11 +468,17 @@ class InferenceModel:
 # Inputs.
 
 
-def collect_images(paths: Sequence[str | os.PathLike]) -> tuple[list[pathlib.Path], dict[str, str]]:
+def collect_images(
+  paths: Sequence[str | os.PathLike], skipped: list[str] | None = None
+) -> tuple[list[pathlib.Path], dict[str, str]]:
   """Expands files and folders into the list of images to process.
 
   Folders contribute their files with an ``IMAGE_EXTENSIONS`` suffix (case-insensitive, sorted, not
   recursive). Explicit files are kept whatever their suffix (reading decides), unless missing.
+
+  Args:
+    paths: image files and folders.
+    skipped: if given, a message is appended for each folder whose subfolders were not searched.
 
   Returns:
     ``(images, errors)``: paths in order (duplicates removed) and ``{path: message}`` for paths that do
@@ -502,6 +508,15 @@ def collect_images(paths: Sequence[str | os.PathLike]) -> tuple[list[pathlib.Pat
       found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
       if not found:
         errors[str(p)] = f"{p}: folder has no {'/'.join(IMAGE_EXTENSIONS)} files"
+      subfolders = sorted(f.name for f in p.iterdir() if f.is_dir())
+      if subfolders and skipped is not None:
+        shown = ", ".join(subfolders[:5]) + (
+          f", ... ({len(subfolders)} in all)" if len(subfolders) > 5 else ""
+        )
+        skipped.append(
+          f"{p}: skipped {len(subfolders)} subfolder(s) ({shown}): folders are not searched "
+          "recursively; pass a subfolder itself to predict its images"
+        )
       for f in found:
         add(f)
     elif p.is_file():
@@ -509,6 +524,21 @@ def collect_images(paths: Sequence[str | os.PathLike]) -> tuple[list[pathlib.Pat
     else:
       errors[str(p)] = f"{p}: no such file or folder"
   return images, errors
+
+
+def gather_images(
+  paths: Sequence[str | os.PathLike], log: Any = None
+) -> tuple[list[pathlib.Path], dict[str, str]]:
+  """:func:`collect_images`, saying which subfolders were skipped (``log``, else a logged warning).
+
+  Every ``predict`` form (plain, exported, routed) collects its inputs here, so a skipped folder is never
+  silent.
+  """
+  skipped: list[str] = []
+  files, errors = collect_images(paths, skipped)
+  for msg in skipped:
+    (log or _log.warning)(f"note: {msg}")
+  return files, errors
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -895,7 +925,7 @@ def _predict_files(
   log: Any,
 ) -> tuple[dict[str, list[str]], dict[str, str]]:
   """Reads each image, runs ``dense`` ((1, H, W, 3) [0, 1] -> ``depth`` / ``probs`` at (H, W)), writes."""
-  files, errors = collect_images(images)
+  files, errors = gather_images(images, log)
   outputs: dict[str, list[str]] = {}
   for f in files:
     try:

@@ -298,7 +298,7 @@ def predict_routed(
 
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  files, errors = predict.collect_images(images)
+  files, errors = predict.gather_images(images, log)
   outputs: dict[str, list[str]] = {}
   with open(out / ROUTING_FILE, "w", encoding="utf-8") as record:
     for f in files:

@@ -21,7 +21,8 @@ Defaults: ground truth ``{stem}.*``; depth predictions ``{stem}_depth.npy``, the
 the same stem, or an unreadable file is an error naming the file.
 
 Predictions whose size differs from the ground truth are resized to it (bilinear for depth, nearest for
-labels; ``metrics.resize_prediction``) and a note says how many were.
+labels; ``metrics.resize_prediction``) and a note says how many were. Non-finite (NaN/inf) depth
+predictions are scored as they are, counted (``nonfinite_values``, ``nonfinite_files``) and named in a note.
 """
 
 from __future__ import annotations
@@ -370,9 +371,15 @@ def _score_depth(args, meta, notes: list[str]) -> dict:
   )
   ev = metrics.ProtocolEvaluator(proto, norm_m=args.norm_m)
   resized = 0
+  nonfinite: dict[
+    str, int
+  ] = {}  # prediction file -> NaN/inf values (they reach the metrics as NaN/inf).
   for _, pred_path, gt_path in pairs:
     gt = read_depth(gt_path, args.gt_scale, "gt")
     pred = read_depth(pred_path, args.pred_scale, "pred")
+    bad = int(np.size(pred) - np.count_nonzero(np.isfinite(pred)))
+    if bad:
+      nonfinite[str(pred_path)] = bad
     if pred.shape != gt.shape:
       pred = metrics.resize_prediction(pred, gt.shape, method="bilinear")
       resized += 1
@@ -383,7 +390,16 @@ def _score_depth(args, meta, notes: list[str]) -> dict:
     notes.append(
       f"depth: {unmatched} prediction file(s) in {args.pred} had no ground truth (ignored)"
     )
+  if nonfinite:
+    worst = max(nonfinite, key=nonfinite.get)
+    notes.append(
+      f"depth: {len(nonfinite)} prediction file(s) hold {sum(nonfinite.values())} non-finite value(s) "
+      f"(NaN/inf; expected finite metres), most in {worst} ({nonfinite[worst]}); they are scored as "
+      "they are, so the metrics can be inf/NaN"
+    )
   result = ev.result()
+  result["nonfinite_values"] = sum(nonfinite.values())
+  result["nonfinite_files"] = sorted(nonfinite)
   result["description"] = proto.description
   result["reproduces"] = proto.reproduces
   result["files"] = len(pairs)

@@ -234,8 +234,10 @@ def _loadmat(path: epath.Path) -> dict:
   try:
     with path.open("rb") as f:
       return sio.loadmat(f, squeeze_me=True, struct_as_record=False)
-  except (OSError, ValueError, TypeError, NotImplementedError) as e:
-    raise ValueError(f"{path}: cannot read as a MATLAB v5 .mat file: {e}") from e
+  except Exception as e:  # noqa: BLE001 - a damaged file fails anywhere in scipy (IndexError, zlib...)
+    raise ValueError(
+      f"{path}: cannot read as a MATLAB v5 .mat file (damaged download?): {type(e).__name__}: {e}"
+    ) from e
 
 
 def _get(mat: dict, path: epath.Path, name: str):
@@ -257,14 +259,25 @@ def read_splits(path: epath.Path) -> tuple[list[int], list[int]]:
     ValueError: variables missing, indices < 1, or a frame in both splits.
   """
   mat = _loadmat(path)
-  train = [int(i) for i in np.atleast_1d(_get(mat, path, "trainNdxs")).ravel()]
-  test = [int(i) for i in np.atleast_1d(_get(mat, path, "testNdxs")).ravel()]
+  train, test = (_indices(_get(mat, path, name), path, name) for name in ("trainNdxs", "testNdxs"))
   both = sorted(set(train) & set(test))
   if both:
     raise ValueError(f"{path}: frames {both[:5]} are in both trainNdxs and testNdxs")
   if min(train + test, default=1) < 1:
     raise ValueError(f"{path}: indices must be 1-based (>= 1), found {min(train + test)}")
   return train, test
+
+
+def _indices(values, path: epath.Path, name: str) -> list[int]:
+  """A .mat variable as a list of integer frame indices; ValueError naming file and variable if not."""
+  array = np.atleast_1d(np.asarray(values)).ravel()
+  if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
+    raise ValueError(f"{path}: {name} must hold finite frame indices, got dtype {array.dtype}")
+  if np.any(array != np.round(array)):
+    raise ValueError(
+      f"{path}: {name} must hold integer frame indices, found {array[array != np.round(array)][:3]}"
+    )
+  return [int(i) for i in array]
 
 
 def read_class40_mapping(path: epath.Path) -> np.ndarray:

@@ -192,6 +192,15 @@ def build(args: argparse.Namespace) -> int:
       file=sys.stderr,
     )
     return 2
+  if manual_needed:
+    problem = _manual_dir_problem(args.manual_dir)
+    if problem:
+      print(
+        f"semdepth data {args.data_command}: error: --manual_dir {args.manual_dir}: expected a folder "
+        f"holding the downloaded files of {name}, got {problem}",
+        file=sys.stderr,
+      )
+      return 2
   download_config = tfds.download.DownloadConfig(manual_dir=args.manual_dir, try_download_gcs=False)
   removed = remove_stale_incomplete(builder)
   if removed:
@@ -217,6 +226,24 @@ def build(args: argparse.Namespace) -> int:
   print(f"Built {name} in {elapsed:.1f} s at {builder.data_dir}")
   _print_splits(builder)
   return 0
+
+
+def _manual_dir_problem(manual_dir: str) -> str | None:
+  """What is wrong with ``--manual_dir`` (None if it is a non-empty folder).
+
+  TFDS would stop with a bare AssertionError on a missing or empty manual folder.
+  """
+  if not os.path.exists(manual_dir):
+    return "a path that does not exist"
+  if not os.path.isdir(manual_dir):
+    return "a file"
+  try:
+    with os.scandir(manual_dir) as entries:
+      if next(entries, None) is None:
+        return "an empty folder"
+  except OSError as e:
+    return f"a folder that cannot be read ({e.strerror})"
+  return None
 
 
 def _print_splits(builder) -> None:

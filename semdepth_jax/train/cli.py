@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
   try:
     config = config_utils.load_config(args.config, overrides)
     loop.check_consumers(config)
+    config_utils.check_model_input(config)  # before the dataset is opened or anything is built
     loop.ensure_dataset(config.dataset, config.data_dir or None)
   except (config_utils.ConfigError, FileNotFoundError, KeyError, TypeError, ValueError) as e:
     print(f"semdepth train: {_message(e)}", file=sys.stderr)

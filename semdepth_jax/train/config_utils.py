@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -324,6 +325,154 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f"config.compute_dtype must be float32 or bfloat16, got {config.compute_dtype!r}"
     )
+  check_values(config)
+
+
+def _int(value: Any, key: str, minimum: int, meaning: str = "") -> int:
+  """``value`` as an int >= ``minimum``; else a ConfigError naming ``key``, the expected and the actual."""
+  if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+    raise ConfigError(f"{key} must be an integer >= {minimum}{meaning}, got {value!r}")
+  if value < minimum:
+    raise ConfigError(f"{key} must be >= {minimum}{meaning}, got {value!r}")
+  return int(value)
+
+
+def _number(value: Any, key: str, minimum: float = 0.0) -> float:
+  """``value`` as a finite float >= ``minimum``; else a ConfigError naming ``key``."""
+  if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    raise ConfigError(f"{key} must be a finite number >= {minimum}, got {value!r}")
+  if value < minimum:
+    raise ConfigError(f"{key} must be >= {minimum}, got {value!r}")
+  return float(value)
+
+
+def _size(value: Any, key: str) -> tuple[int, int]:
+  """An (H, W) pair of positive ints; else a ConfigError naming ``key``."""
+  try:
+    pair = tuple(value)
+  except TypeError:
+    pair = ()
+  if len(pair) != 2 or not all(
+    isinstance(v, int | float) and not isinstance(v, bool) and int(v) == v and v >= 1 for v in pair
+  ):
+    raise ConfigError(f"{key} must be (H, W) with H, W integers >= 1 (pixels), got {value!r}")
+  return int(pair[0]), int(pair[1])
+
+
+def check_values(config: Any) -> None:
+  """Checks the range of every value the trainer reads, so a bad one fails before step 0.
+
+  Covers stage lengths and batch sizes, optimiser counts, ``image_size`` / ``eval.image_size`` (positive
+  pixel sizes), ``checkpoint``, ``eval`` and ``evals`` counts, the data loader settings, ``num_classes``
+  (>= 1; checked against the dataset by :func:`check_model_input`) and ``mesh_shape``
+  against the devices of this process (skipped for multi-process runs, whose devices are only known after
+  ``jax.distributed.initialize``).
+
+  Raises:
+    ConfigError: one line with the dotted key, the expected and the actual value.
+  """
+  _size(config.image_size, "config.image_size")
+  _int(config.seed, "config.seed", -(2**63))
+  for name in config.stage_order:
+    st, key = config.stages[name], f"config.stages.{name}"
+    _int(st.num_steps, f"{key}.num_steps", 0, " (0 = use num_epochs)")
+    _number(st.num_epochs, f"{key}.num_epochs")
+    _int(st.batch_size, f"{key}.batch_size", 1)
+    _int(st.recalibrate_bn_batches, f"{key}.recalibrate_bn_batches", 0, " (0 = off)")
+    _int(st.optimizer.grad_accum_steps, f"{key}.optimizer.grad_accum_steps", 1)
+    _number(st.optimizer.learning_rate, f"{key}.optimizer.learning_rate")
+    _number(st.optimizer.grad_clip_norm, f"{key}.optimizer.grad_clip_norm")
+    _number(st.optimizer.weight_decay, f"{key}.optimizer.weight_decay")
+    _int(st.schedule.warmup_steps, f"{key}.schedule.warmup_steps", 0)
+  ckpt = config.checkpoint
+  _int(ckpt.keep, "config.checkpoint.keep", 1, " (checkpoints kept)")
+  _int(ckpt.every_steps, "config.checkpoint.every_steps", 0, " (0 = only at stage ends)")
+  _int(config.log_every_steps, "config.log_every_steps", 0)
+  ev = config.eval
+  _int(ev.every_steps, "config.eval.every_steps", 0, " (0 = only at stage ends and the end)")
+  _int(ev.batch_size, "config.eval.batch_size", 1)
+  _int(ev.max_batches, "config.eval.max_batches", 0, " (0 = the whole split)")
+  _int(ev.image_summaries, "config.eval.image_summaries", 0)
+  if ev.image_size is not None:
+    _size(ev.image_size, "config.eval.image_size")
+  for name in config.get("evals") or {}:
+    entry, key = config.evals[name], f"config.evals.{name}"
+    if not entry.split:
+      raise ConfigError(f"{key}.split must name a split, got {entry.split!r}")
+    _int(entry.every_steps, f"{key}.every_steps", 0, " (0 = with the main evaluation)")
+    _int(entry.batch_size, f"{key}.batch_size", 0, " (0 = config.eval.batch_size)")
+    _int(entry.max_batches, f"{key}.max_batches", 0, " (0 = the whole split)")
+  _int(config.data.num_threads, "config.data.num_threads", 1)
+  _int(config.data.prefetch, "config.data.prefetch", 0)
+  _int(config.data.worker_count, "config.data.worker_count", 0)
+  if config.num_classes is not None:
+    _int(config.num_classes, "config.num_classes", 1, " (None = the dataset's count)")
+  _check_mesh(config)
+
+
+def check_model_input(config: Any) -> None:
+  """Checks the model against its data: class count and input size (abstractly: no parameters built).
+
+  ``config.num_classes`` must equal the dataset's count (``semdepth_jax.data.meta``): a different count
+  would silently ignore label ids >= it or leave classes never seen, and no class mapping exists to
+  translate them. (Not part of :func:`validate_config`: test harnesses pair a nominal dataset name with
+  their own data and class count.) Then it traces ``model.init`` with ``jax.eval_shape``
+  (``semdepth_jax.train.loop.abstract_variables``) per stage, so a size the model cannot take (not
+  divisible by its total stride, too small for its pooling) fails before the dataset is opened and before
+  any parameter exists. Costs one trace per stage model; run by ``semdepth train`` after
+  :func:`validate_config`.
+
+  Raises:
+    ConfigError: naming ``config.num_classes`` or ``config.image_size``, the expected and the actual.
+  """
+  from semdepth_jax.train import loop
+
+  _check_num_classes(config)
+  size = _size(config.image_size, "config.image_size")
+  for name in config.stage_order:
+    kwargs = loop.model_kwargs(config, config.stages[name])
+    try:
+      loop.abstract_variables(config, loop.build_model(config, config.stages[name]))
+    except (ValueError, TypeError) as e:
+      raise ConfigError(
+        f"config.image_size {size}: model {kwargs['name']!r} (stage {name}) cannot take it: {e}"
+      ) from None
+
+
+def _check_num_classes(config: Any) -> None:
+  from semdepth_jax.data import meta as meta_lib
+
+  if config.num_classes is None:
+    return
+  n = _int(config.num_classes, "config.num_classes", 1, " (None = the dataset's count)")
+  try:
+    meta = meta_lib.get_meta(config.dataset)
+  except KeyError:  # a dataset without meta info: num_classes is the only source.
+    return
+  if n != meta.num_classes:
+    raise ConfigError(
+      f"config.num_classes is {n}, but dataset {config.dataset!r} has {meta.num_classes} classes "
+      f"(label ids 0..{meta.num_classes - 1}); a different count would silently drop or invent classes "
+      "and no class mapping is configured: remove config.num_classes (None = the dataset's count)"
+    )
+
+
+def _check_mesh(config: Any) -> None:
+  shape = config.mesh_shape
+  try:
+    shape = tuple(int(s) for s in shape)
+  except (TypeError, ValueError):
+    raise ConfigError(f"config.mesh_shape must be (data, model) integers, got {shape!r}") from None
+  if config.distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    return  # devices are known only after jax.distributed.initialize (train.mesh).
+  import jax
+
+  from semdepth_jax.train import mesh
+
+  try:
+    mesh.mesh_shape_for(shape, jax.device_count(), jax.process_count())
+  except ValueError as e:
+    raise ConfigError(f"config.mesh_shape: {e}") from None
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -83,6 +83,33 @@ def resolve_mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, int
   return shape  # type: ignore[return-value]
 
 
+def mesh_shape_for(
+  shape: Sequence[int], num_devices: int, process_count: int = 1
+) -> tuple[int, int]:
+  """The ``(data, model)`` shape :func:`make_mesh` builds for ``shape`` on ``num_devices`` devices.
+
+  A single-process run may use fewer devices than exist when ``shape`` has no ``-1`` (the first ones);
+  otherwise the shape must cover every device (:func:`resolve_mesh_shape`). Needs no device, so configs
+  are checked before anything is built (``config_utils.validate_config``).
+
+  Args:
+    shape: ``(data, model)`` sizes; one entry may be ``-1``.
+    num_devices: devices available (all processes).
+    process_count: number of JAX processes.
+
+  Returns:
+    The resolved shape; its product is the number of devices the mesh uses.
+
+  Raises:
+    ValueError: see :func:`resolve_mesh_shape` (e.g. more devices needed than ``num_devices``).
+  """
+  shape = tuple(int(s) for s in shape)
+  wanted = int(np.prod(shape))
+  if -1 not in shape and 0 < wanted < num_devices and process_count == 1:
+    num_devices = wanted
+  return resolve_mesh_shape(shape, num_devices)
+
+
 def make_mesh(shape: Sequence[int] = (-1, 1), devices: Sequence[Any] | None = None) -> Mesh:
   """Builds the ``('data', 'model')`` mesh with ``AxisType.Auto`` axes.
 
@@ -99,11 +126,8 @@ def make_mesh(shape: Sequence[int] = (-1, 1), devices: Sequence[Any] | None = No
     ValueError: see :func:`resolve_mesh_shape`.
   """
   devices = list(jax.devices() if devices is None else devices)
-  shape = tuple(int(s) for s in shape)
-  wanted = int(np.prod(shape))
-  if -1 not in shape and 0 < wanted < len(devices) and jax.process_count() == 1:
-    devices = devices[:wanted]
-  resolved = resolve_mesh_shape(shape, len(devices))
+  resolved = mesh_shape_for(shape, len(devices), jax.process_count())
+  devices = devices[: int(np.prod(resolved))]
   return jax.make_mesh(
     resolved, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices
   )
