@@ -491,8 +491,14 @@ def ensure_dataset(
       f"dataset {dataset!r} is not built in {data_dir or pipeline.default_data_dir()}. Build it with:\n"
       f"  {pipeline.build_command(dataset, data_dir)}"
     )
-  from semdepth_jax.data.cli import remove_stale_incomplete
+  from semdepth_jax.data.cli import _manual_dir_problem, remove_stale_incomplete
 
+  problem = None if manual_dir is None else _manual_dir_problem(os.fspath(manual_dir))
+  if problem:
+    raise FileNotFoundError(
+      f"manual_dir {os.fspath(manual_dir)}: expected a folder holding the downloaded files of "
+      f"{dataset}, got {problem}"
+    )
   removed = remove_stale_incomplete(builder)
   if removed:
     _log.info("%s", removed)

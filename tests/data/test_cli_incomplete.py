@@ -3,6 +3,8 @@
 import logging
 import os
 
+import pytest
+
 from semdepth_jax.train import loop
 from tests.data.test_cli import NAME, run
 
@@ -38,3 +40,10 @@ def test_ensure_dataset_removes_stale_incomplete_folders(tmp_path, caplog):
     loop.ensure_dataset(NAME, data_dir, manual_dir=tmp_path)
   assert any("incomplete.AB12CD_1.0.0" in r.getMessage() for r in caplog.records)
   assert not os.path.exists(stale) and os.path.isdir(other)
+
+
+def test_ensure_dataset_names_a_missing_or_empty_manual_dir(tmp_path):
+  (tmp_path / "empty").mkdir()
+  for sub, what in (("missing", "does not exist"), ("empty", "an empty folder")):
+    with pytest.raises(FileNotFoundError, match=f"manual_dir .*{sub}: expected a folder .*{what}"):
+      loop.ensure_dataset("replica", str(tmp_path / "tfds"), manual_dir=tmp_path / sub)
