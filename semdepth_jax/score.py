@@ -371,9 +371,8 @@ def _score_depth(args, meta, notes: list[str]) -> dict:
   )
   ev = metrics.ProtocolEvaluator(proto, norm_m=args.norm_m)
   resized = 0
-  nonfinite: dict[
-    str, int
-  ] = {}  # prediction file -> NaN/inf values (they reach the metrics as NaN/inf).
+  # prediction file -> NaN/inf values (they reach the metrics as NaN/inf).
+  nonfinite: dict[str, int] = {}
   for _, pred_path, gt_path in pairs:
     gt = read_depth(gt_path, args.gt_scale, "gt")
     pred = read_depth(pred_path, args.pred_scale, "pred")
@@ -381,11 +380,15 @@ def _score_depth(args, meta, notes: list[str]) -> dict:
     if bad:
       nonfinite[str(pred_path)] = bad
     if pred.shape != gt.shape:
-      pred = metrics.resize_prediction(pred, gt.shape, method="bilinear")
+      pred = proto.resize_prediction(
+        pred, gt.shape
+      )  # the protocol's rule (half-pixel / align-corners)
       resized += 1
     ev.add(pred[None], gt[None])
   if resized:
-    notes.append(f"depth: {resized} prediction(s) resized (bilinear) to the ground-truth size")
+    notes.append(
+      f"depth: {resized} prediction(s) resized ({proto.resize}) to the ground-truth size"
+    )
   if unmatched:
     notes.append(
       f"depth: {unmatched} prediction file(s) in {args.pred} had no ground truth (ignored)"

@@ -212,3 +212,25 @@ def test_score_prefers_predicts_float_depth_over_its_png(tmp_path, capsys):
   argv = ["score", "--pred", str(pred_dir), "--gt", str(gt_dir), "--gt_scale", "1000"]
   assert main([*argv, "--pred_scale", "1000", "--out", str(out)]) == 0
   assert json.loads(out.read_text())["depth"]["abs_rel"] == pytest.approx(0.25)
+
+
+def test_score_resizes_with_the_protocols_rule(tmp_path):
+  """2x2 -> 4x4: align-corners samples rows/columns at 0, 1/3, 2/3, 1; half-pixel at 0, 1/4, 3/4, 1."""
+  gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+  gt_dir.mkdir()
+  pred_dir.mkdir()
+  np.save(gt_dir / "a.npy", np.full((4, 4), 5.0, np.float32))
+  np.save(pred_dir / "a.npy", np.array([[1.0, 2.0], [3.0, 4.0]], np.float32))
+  # p = 1 + u + 2 v with u, v the sample positions; mean 2.5 on both grids, so the squared error to 5 m
+  # is 2.5^2 + var(u) + 4 var(v): var = 5/36 (align corners) or 5/32 (half-pixel).
+  want = {"nyu_eigen_ac": math.sqrt(6.25 + 25 / 36), "standard": math.sqrt(6.25 + 25 / 32)}
+  for proto, rmse in want.items():
+    out = tmp_path / f"{proto}.json"
+    rc = main([
+      "score", "--pred", str(pred_dir), "--gt", str(gt_dir), "--gt_pattern", "{stem}.npy",
+      "--pred_pattern", "{stem}.npy", "--protocol", proto, "--crop", "none", "--out", str(out),
+    ])  # fmt: skip
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["depth"]["rmse"] == pytest.approx(rmse, rel=1e-5), proto
+    assert report["depth"]["abs_rel"] == pytest.approx(0.5, rel=1e-5), proto
