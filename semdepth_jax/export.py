@@ -501,6 +501,8 @@ def export_model(
     step: checkpoint step for the sidecar.
     checkpoint_hash: SHA-256 of the checkpoint for the sidecar.
     platforms: StableHLO lowering platforms (default: the current backend).
+    config: config override (``ConfigDict`` or ``PATH[:ARGS]``; default the workdir's ``config.json``),
+      e.g. to export a model with ``semantic_source`` set to predicted labels.
 
   Returns:
     The artifact path.
@@ -555,6 +557,7 @@ def export_workdir(
   dtype: str = "f32",
   step: int | None = None,
   platforms: Sequence[str] | None = None,
+  config: Any = None,
 ) -> pathlib.Path:
   """Exports a training workdir's model (``predict.load_trained``) with its checkpoint step and hash.
 
@@ -567,6 +570,8 @@ def export_workdir(
     dtype: ``'f32'`` or ``'bf16'``.
     step: checkpoint step (default: the latest).
     platforms: StableHLO lowering platforms (default: the current backend).
+    config: config override (``ConfigDict`` or ``PATH[:ARGS]``; default the workdir's ``config.json``),
+      e.g. to export a model with ``semantic_source`` set to predicted labels.
 
   Returns:
     The artifact path.
@@ -577,7 +582,7 @@ def export_workdir(
   """
   from semdepth_jax import predict
 
-  trained = predict.load_trained(workdir, step=step)
+  trained = predict.load_trained(workdir, step=step, config=config)
   ckpt = pathlib.Path(trained.workdir) / "checkpoints" / str(trained.step)
   digest = checkpoint_sha256(ckpt) if ckpt.is_dir() else None
   protocol = trained.config.get("eval", {}).get("protocol") or None
@@ -647,6 +652,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   )
   p.add_argument("--dtype", choices=tuple(DTYPES), default="f32", help="computation dtype")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+  p.add_argument("--config", default=None, help="config override PATH[:ARGS] (default: workdir's)")
   p.add_argument(
     "--platforms",
     default=None,
@@ -658,6 +664,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
   """Handler of ``semdepth export``: 0 = written, 2 = usage error or a model that cannot be exported."""
+  from semdepth_jax.train.checkpoint import CheckpointDamagedError
+
   platforms = args.platforms.split(",") if args.platforms else None
   try:
     out = export_workdir(
@@ -669,8 +677,9 @@ def run(args: argparse.Namespace) -> int:
       dtype=args.dtype,
       step=args.step,
       platforms=platforms,
+      config=args.config,
     )
-  except (ExportError, FileNotFoundError) as e:
+  except (ExportError, FileNotFoundError, ValueError, CheckpointDamagedError) as e:
     print(f"semdepth export: error: {e}", file=sys.stderr)
     return 2
   side = json.loads(sidecar_path(out).read_text(encoding="utf-8"))

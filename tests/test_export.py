@@ -323,6 +323,14 @@ def test_export_cli_errors_are_one_line(trained_workdir, tmp_path, capsys):
   assert main(["predict", "--exported", str(missing), "--images", str(tmp_path), "--out", "o"]) == 2
   err = capsys.readouterr().err.strip()
   assert str(missing) in err and "\n" not in err
+  cmd = ["export", "--workdir", str(trained_workdir), "--format", "stablehlo"]
+  gone = tmp_path / "gone.py"
+  assert main([*cmd, "--out", str(tmp_path / "y"), "--config", str(gone)]) == 2
+  err = capsys.readouterr().err.strip()
+  assert str(gone) in err and "\n" not in err
+  # --config with the run's own config file: the override path works.
+  own = trained_workdir.parent / "toy_config.py"
+  assert main([*cmd, "--out", str(tmp_path / "z.shlo"), "--config", str(own)]) == 0
 
 
 def test_export_cli_size_batch_platforms(trained_workdir, tmp_path):
