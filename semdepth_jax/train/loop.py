@@ -900,6 +900,7 @@ def _run_stage(
     trainable=stage.trainable,
     trainable_stats=stage.trainable_stats,
     compute_dtype=config.compute_dtype,
+    remat=config.remat,
   )
   jitted = step_lib.jit_train_step(step_fn, mesh, shardings)
   iterator = comps.train_iterator(batch_size, int(config.seed) + 1000 * plan.index)
