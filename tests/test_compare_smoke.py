@@ -1,9 +1,17 @@
-"""``benchmarks/compare.py --smoke`` runs and both implementations agree (no timing is asserted).
+"""``benchmarks/compare.py --smoke`` runs and both implementations agree; the accelerator suite's CPU smoke.
+
+No timing is asserted anywhere.
 
 Needs the ``parity`` extra (torch); skips without it, fails under ``CI=true`` (tests/parity/conftest.py).
 """
 
 import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
 
 from semdepth_jax.models import known_models
 from tests.parity.conftest import require
@@ -33,3 +41,43 @@ def test_compare_smoke_runs_and_implementations_agree(tmp_path):
   assert [m["model"] for m in saved["models"]] == [m["model"] for m in results["models"]]
   table = (tmp_path / "compare_train_f32.md").read_text()
   assert all(f"| {name} |" in table for name in known_models())
+
+
+def test_every_default_throughput_preset_builds():
+  """The accelerator suite's presets resolve to a model, loss and optimiser (no compilation here)."""
+  from benchmarks import accelerator_throughput as at
+
+  for preset in at.DEFAULT_PRESETS:
+    fam = at.build_family(preset, "tiny")
+    assert fam["model_name"] and len(fam["image_size"]) == 2, preset
+  assert at.peak_tflops("NVIDIA H200", "bf16") == 989.0
+  assert at.peak_tflops("NVIDIA H100 80GB HBM3", "f32") == 67.0
+  assert at.peak_tflops("cpu", "bf16") is None
+
+
+@pytest.mark.slow
+def test_accelerator_suite_smoke_runs_on_cpu(tmp_path):
+  """``accelerator_suite.sh --smoke`` (one family, one dtype) writes its results file with every part."""
+  require("torch")
+  root = pathlib.Path(__file__).resolve().parents[1]
+  env = dict(
+    os.environ,
+    PYTHON=sys.executable,
+    PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    SUITE_PRESETS="ssegdepnet.py:model=scrx_ohess",
+    SUITE_DTYPES="bf16",
+    SUITE_MODELS="scrx",
+  )
+  script = root / "benchmarks" / "accelerator_suite.sh"
+  proc = subprocess.run(
+    ["bash", str(script), "--smoke", str(tmp_path)], env=env, capture_output=True, text=True
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  text = (tmp_path / "accelerator_results.md").read_text()
+  assert "jax 0." in text and "torch " in text  # versions recorded
+  assert "| ssegdepnet.py:model=scrx_ohess | scrx | 32x48 | bf16 | 1 |" in text
+  assert "input pipeline" in text and "examples/s" in text
+  assert "## JAX vs PyTorch (bf16)" in text and "| scrx | ok |" in text
+  throughput = json.loads((tmp_path / "throughput.json").read_text())
+  assert throughput["complete"]
+  assert throughput["families"][0]["runs"][0]["points"][0]["flops"] > 0
