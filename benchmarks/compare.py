@@ -7,7 +7,8 @@ paper 000's U-Net and SCRX, written from docs/model_spec.md §1.1-§1.2), in one
    statistics randomised too) and they go into our variables through the weight converter's key table
    (``semdepth_jax.weights.keymap.apply_key_table``, strict);
 2. check that both give the same output on one input in inference mode: ``max |jax - torch| <= 1e-4 *
-   max(1, max |torch|)``, in float32. A model that fails is reported as ``mismatch`` and never timed;
+   max(1, max |torch|)``, in full float32 (TF32 off in both for the check). A model that fails is
+   reported as ``mismatch`` and never timed;
 3. compile the JAX step (``jitted.lower(...).compile()``: compile time, and XLA's FLOP count from
    ``cost_analysis()``), warm up both, then alternate one JAX step and one PyTorch step ``--repeats``
    times (load changes on a shared machine hit both alike) and report the median and min-max per step.
@@ -165,11 +166,19 @@ def check_equal(pair: Pair, image: np.ndarray, torch_device: str) -> dict:
 
   import benchmarks.torch_references as refs
 
-  apply = jax.jit(lambda v, x: pair.model.apply(v, x, train=False)[pair.output_key])
-  ours = np.asarray(apply(pair.variables, jnp.asarray(image)))
+  # Full float32 for the check: on GPUs both frameworks may otherwise use TF32 (10-bit mantissa) for
+  # convolutions; the timed steps keep each framework's defaults.
+  with jax.default_matmul_precision("highest"):
+    apply = jax.jit(lambda v, x: pair.model.apply(v, x, train=False)[pair.output_key])
+    ours = np.asarray(apply(pair.variables, jnp.asarray(image)))
   m = pair.torch_model.to(torch_device).eval()
-  with torch.inference_mode():
-    theirs = pair.torch_to_ours(m(refs.nchw(image, torch).to(torch_device)))
+  flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+  torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+  try:
+    with torch.inference_mode():
+      theirs = pair.torch_to_ours(m(refs.nchw(image, torch).to(torch_device)))
+  finally:
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
   if ours.shape != theirs.shape:
     return {"ok": False, "error": f"shapes differ: ours {ours.shape}, PyTorch {theirs.shape}"}
   diff = float(np.abs(ours - theirs).max())
