@@ -1,14 +1,14 @@
 """Side-by-side speed of this library (JAX) and PyTorch on the same architectures, weights and inputs.
 
 For every requested registered family with a PyTorch reference (``benchmarks/torch_references.py``:
-paper 000's U-Net and SCRX, written from docs/model_spec.md §1.1-§1.2), in one process:
+paper 000's U-Net, SCRX and 3D CNN-UP, written from docs/model_spec.md §1.1, §1.2, §1.4), in one process:
 
 1. build both models; the PyTorch one gets random weights (BatchNorm affine parameters and running
    statistics randomised too) and they go into our variables through the weight converter's key table
    (``semdepth_jax.weights.keymap.apply_key_table``, strict);
 2. check that both give the same output on one input in inference mode: ``max |jax - torch| <= 1e-4 *
-   max(1, max |torch|)``, in full float32 (TF32 off in both for the check). A model that fails is
-   reported as ``mismatch`` and never timed;
+   max(1, max |torch|)`` and a non-zero output, in full float32 (TF32 off in both for the check). A
+   model that fails is reported as ``mismatch`` and never timed;
 3. compile the JAX step (``jitted.lower(...).compile()``: compile time, and XLA's FLOP count from
    ``cost_analysis()``), warm up both, then alternate one JAX step and one PyTorch step ``--repeats``
    times (load changes on a shared machine hit both alike) and report the median and min-max per step.
@@ -62,12 +62,11 @@ if _ROOT not in sys.path:
 TOL = 1e-4
 """Equality tolerance: ``max |jax - torch| <= TOL * max(1, max |torch|)`` in inference mode, float32."""
 
-PAPER_SIZE = {"unet": (192, 320), "scrx": (192, 320)}
+PAPER_SIZE = {"unet": (192, 320), "scrx": (192, 320), "cnn3d_up": (192, 320)}
 """Paper 000's input size (H, W) per family (docs/model_spec.md §1)."""
 
 NO_REFERENCE = {
   "cnn3d_s": "3-D CNN (paper 000 §1.3); no PyTorch reference written yet",
-  "cnn3d_up": "3-D CNN-UP (paper 000 §1.4); no PyTorch reference written yet",
   "ssegdepnet": "two-stage U-Net + depth net; compare its parts (unet, scrx)",
   "deeplab_vgg": "paper 001; block-level references only (tests/parity/test_hybridnet_parity.py)",
   "depthnet": "paper 001; block-level references only (tests/parity/test_hybridnet_parity.py)",
@@ -94,6 +93,8 @@ class Pair:
     output_key: our output compared and trained (``seg_logits`` / ``depth``).
     torch_to_ours: maps the reference's raw output to our output's layout (NHWC numpy).
     attributes: the model attributes used (for the report).
+    torch_input: ``(image NHWC, labels (B, H, W)) -> the reference's input tensor`` (CPU).
+    num_classes: labels are drawn below it.
   """
 
   name: str
@@ -103,15 +104,18 @@ class Pair:
   output_key: str
   torch_to_ours: Callable[[Any], np.ndarray]
   attributes: dict
+  torch_input: Callable[[np.ndarray, np.ndarray], Any]
+  num_classes: int = 3
 
 
-def _convert(name, model, torch_model, table, image, transposed=()):
+def _convert(name, model, torch_model, table, image, transposed=(), labels=None):
   import jax
 
   import benchmarks.torch_references as refs
   from semdepth_jax.weights.keymap import apply_key_table
 
-  target = jax.eval_shape(lambda: model.init(jax.random.key(0), image, train=False))
+  kw = {} if labels is None else {"labels": labels}
+  target = jax.eval_shape(lambda: model.init(jax.random.key(0), image, train=False, **kw))
   state = refs.state_for_key_table(torch_model, transposed)
   return apply_key_table(state, table, target, where=f"PyTorch reference of {name}")
 
@@ -151,42 +155,90 @@ def build_pair(name: str, smoke: bool, image: np.ndarray, seed: int = 0) -> Pair
       (),
       "depth",
     )
+  elif name == "cnn3d_up":
+    width = 4 if smoke else 64
+    attrs = {
+      "num_classes": 3 if smoke else 14,
+      "widths": (width,) * 3,
+      "bottleneck_width": width,
+      "up_widths": (width,) * 2,
+    }
+    model = get_model("cnn3d_up", **attrs)
+    ref = refs.build_cnn3d_up(attrs["widths"], attrs["bottleneck_width"], attrs["up_widths"])
+    table, transposed, key = refs.cnn3d_up_key_table(), ("deconv.",), "depth"
+    refs.randomise_batchnorm(ref, seed + 1)
+    with (
+      torch.no_grad()
+    ):  # a positive head bias keeps the ReLU output alive (else the check is vacuous)
+      ref.deconv[-1].bias.fill_(0.5)
+    labels = np.zeros(image.shape[:3], np.int32)
+    variables = _convert(name, model, ref, table, image, transposed, labels)
+    return Pair(name, model, variables, ref, key, refs.nhwc, attrs, _volume_input(attrs), 3)
   else:
     raise KeyError(f"compare: no PyTorch reference for {name!r}")
   refs.randomise_batchnorm(ref, seed + 1)
   variables = _convert(name, model, ref, table, image, transposed)
-  return Pair(name, model, variables, ref, key, refs.nhwc, attrs)
+  return Pair(name, model, variables, ref, key, refs.nhwc, attrs, _image_input)
 
 
-def check_equal(pair: Pair, image: np.ndarray, torch_device: str) -> dict:
+def _image_input(image: np.ndarray, labels: np.ndarray) -> Any:
+  import torch
+
+  import benchmarks.torch_references as refs
+
+  del labels
+  return refs.nchw(image, torch)
+
+
+def _volume_input(attrs: dict) -> Callable[[np.ndarray, np.ndarray], Any]:
+  """The RGB+OHESS volume the 3-D nets build from image and labels, as (B, 1, D, H, W) for PyTorch."""
+
+  def make(image: np.ndarray, labels: np.ndarray) -> Any:
+    import jax.numpy as jnp
+    import torch
+
+    from semdepth_jax.models import cnn3d, ohess
+
+    planes = ohess.ohess_from_labels(jnp.asarray(labels), attrs["num_classes"])
+    vol = ohess.rgb_ohess_volume(jnp.asarray(image), planes, cnn3d.MIN_VOLUME_DEPTH)
+    return torch.from_numpy(np.array(np.moveaxis(np.asarray(vol), -1, 1)))  # a writable copy
+
+  return make
+
+
+def check_equal(pair: Pair, image: np.ndarray, labels: np.ndarray, torch_device: str) -> dict:
   """Inference-mode outputs of both on ``image`` (float32); ``{'max_abs_diff', 'scale', 'ok'}``."""
   import jax
   import jax.numpy as jnp
   import torch
 
-  import benchmarks.torch_references as refs
+  from semdepth_jax.train.step import accepts_labels
 
+  kw = {"labels": jnp.asarray(labels)} if accepts_labels(pair.model) else {}
   # Full float32 for the check: on GPUs both frameworks may otherwise use TF32 (10-bit mantissa) for
   # convolutions; the timed steps keep each framework's defaults.
   with jax.default_matmul_precision("highest"):
-    apply = jax.jit(lambda v, x: pair.model.apply(v, x, train=False)[pair.output_key])
-    ours = np.asarray(apply(pair.variables, jnp.asarray(image)))
+    apply = jax.jit(lambda v, x, kw: pair.model.apply(v, x, train=False, **kw)[pair.output_key])
+    ours = np.asarray(apply(pair.variables, jnp.asarray(image), kw))
   m = pair.torch_model.to(torch_device).eval()
   flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
   torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
   try:
     with torch.inference_mode():
-      theirs = pair.torch_to_ours(m(refs.nchw(image, torch).to(torch_device)))
+      theirs = pair.torch_to_ours(m(pair.torch_input(image, labels).to(torch_device)))
   finally:
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
   if ours.shape != theirs.shape:
     return {"ok": False, "error": f"shapes differ: ours {ours.shape}, PyTorch {theirs.shape}"}
   diff = float(np.abs(ours - theirs).max())
   scale = float(np.abs(theirs).max())
-  return {"ok": diff <= TOL * max(1.0, scale), "max_abs_diff": diff, "scale": scale}
+  rec = {"ok": diff <= TOL * max(1.0, scale) and scale > 0, "max_abs_diff": diff, "scale": scale}
+  if scale == 0:
+    rec["error"] = "the reference's output is all zero: the check would prove nothing"
+  return rec
 
 
-def _jax_runner(pair: Pair, image, mode: str, dtype: str, seed: int):
+def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int):
   """``(compiled step, run(), flops, compile_s)``; ``run`` advances the train state in train mode."""
   import jax
   import jax.numpy as jnp
@@ -196,11 +248,7 @@ def _jax_runner(pair: Pair, image, mode: str, dtype: str, seed: int):
   from semdepth_jax.train.state import create_state, split_variables
 
   compute = {"f32": "float32", "bf16": "bfloat16"}[dtype]
-  rng = np.random.default_rng(seed)
-  batch = {
-    "image": jnp.asarray(image),
-    "segmentation": jnp.asarray(rng.integers(0, 3, image.shape[:3]), jnp.int32),
-  }
+  batch = {"image": jnp.asarray(image), "segmentation": jnp.asarray(labels, jnp.int32)}
   key = pair.output_key
   if mode == "train":
 
@@ -238,14 +286,14 @@ def _jax_runner(pair: Pair, image, mode: str, dtype: str, seed: int):
   return run, flops, compile_s
 
 
-def _torch_runner(pair: Pair, image, mode: str, dtype: str, device: str, compile_model: bool):
+def _torch_runner(
+  pair: Pair, image, labels, mode: str, dtype: str, device: str, compile_model: bool
+):
   """``run()`` for one PyTorch step (eager, or ``torch.compile`` with ``compile_model``)."""
   import torch
 
-  import benchmarks.torch_references as refs
-
   model = pair.torch_model.to(device)
-  x = refs.nchw(image, torch).to(device)
+  x = pair.torch_input(image, labels).to(device)
   if compile_model:
     model = torch.compile(model)
   autocast = torch.autocast(
@@ -301,21 +349,23 @@ def compare_model(name: str, args: argparse.Namespace, torch_device: str) -> dic
   }
   rec["params"] = int(sum(np.prod(v.shape) for v in jax.tree.leaves(pair.variables.get("params"))))
   rec["torch_params"] = int(sum(p.numel() for p in pair.torch_model.parameters()))
-  rec["equality"] = check_equal(pair, image, torch_device)
+  labels = np.random.default_rng(args.seed + 1).integers(0, pair.num_classes, image.shape[:3])
+  labels = labels.astype(np.int32)
+  rec["equality"] = check_equal(pair, image, labels, torch_device)
   if not rec["equality"]["ok"]:
     rec["status"] = "mismatch"
     return rec
   run_jax, rec["flops"], rec["jax_compile_s"] = _jax_runner(
-    pair, image, args.mode, args.dtype, args.seed
+    pair, image, labels, args.mode, args.dtype, args.seed
   )
   runners = {
     "jax": run_jax,
-    "torch": _torch_runner(pair, image, args.mode, args.dtype, torch_device, False),
+    "torch": _torch_runner(pair, image, labels, args.mode, args.dtype, torch_device, False),
   }
   if args.torch_compile:
     try:
       t0 = time.perf_counter()
-      tc = _torch_runner(pair, image, args.mode, args.dtype, torch_device, True)
+      tc = _torch_runner(pair, image, labels, args.mode, args.dtype, torch_device, True)
       tc()
       rec["torch_compile_warmup_s"] = time.perf_counter() - t0
       runners["torch_compile"] = tc

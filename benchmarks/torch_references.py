@@ -1,7 +1,7 @@
-"""PyTorch references of paper 000's 2-D networks (U-Net, SCRX) and their key tables onto our variables.
+"""PyTorch references of paper 000's networks (U-Net, SCRX, 3D CNN-UP) and their key tables onto ours.
 
-Written from docs/model_spec.md §1.1 (U-Net) and §1.2 (SCRX) and the layer tables in
-``semdepth_jax/models/unet.py`` / ``scrx.py``; no upstream PyTorch code exists for these Keras models.
+Written from docs/model_spec.md §1.1 (U-Net), §1.2 (SCRX), §1.4 (3D CNN-UP) and the layer tables in
+``semdepth_jax/models/unet.py`` / ``scrx.py`` / ``cnn3d.py``; no upstream PyTorch code exists for these Keras models.
 Layer by layer (NCHW here, NHWC in the library):
 
 * Keras BatchNormalization = ``nn.BatchNorm2d(eps=1e-3, momentum=0.01)`` (Keras momentum 0.99 is the
@@ -195,13 +195,90 @@ def scrx_key_table(widths: Sequence[int], refine_widths: Sequence[int]) -> list[
   return table
 
 
+def build_cnn3d_up(widths: Sequence[int], bottleneck_width: int, up_widths: Sequence[int]):
+  """PyTorch 3D CNN-UP (model_spec §1.4; ReLU head, metres, no dropout, the code's output size).
+
+  Input: the RGB+OHESS volume (B, 1, D, H, W) (``semdepth_jax.models.ohess.rgb_ohess_volume``, D >= 12).
+  Keras ``Conv3DTranspose(3, strides=(1, 2, 2), padding='same')`` = ``ConvTranspose3d(3, stride=(1, 2, 2),
+  padding=(1, 0, 0))`` cropped to ``2n`` in H and W (depth: stride 1, 'same' = padding 1).
+
+  Returns:
+    An ``nn.Module`` mapping (B, 1, D, H, W) to (B, 1, h, w) depth (metres, ReLU).
+  """
+  torch = _torch()
+  nn = torch.nn
+  F = torch.nn.functional
+
+  def bn3(c: int):
+    return nn.BatchNorm3d(c, eps=KERAS_BN_EPS, momentum=KERAS_BN_TORCH_MOMENTUM)
+
+  class CNN3DUPRef(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.conv, self.bn = nn.ModuleList(), nn.ModuleList()
+      cin = 1
+      for w in widths:
+        for _ in range(2):
+          self.conv.append(nn.Conv3d(cin, w, 3, padding=1))
+          self.bn.append(bn3(w))
+          cin = w
+      self.conv7 = nn.Conv3d(cin, bottleneck_width, 3, padding=0)
+      self.bn_pool = bn3(bottleneck_width)
+      self.deconv, self.bn_d = nn.ModuleList(), nn.ModuleList()
+      cin = bottleneck_width
+      for w in (*up_widths, 1):
+        self.deconv.append(nn.ConvTranspose3d(cin, w, 3, stride=(1, 2, 2), padding=(1, 0, 0)))
+        cin = w
+      for w in up_widths:
+        self.bn_d.append(bn3(w))
+
+    def forward(self, x):
+      for i, (conv, bn) in enumerate(zip(self.conv, self.bn, strict=True)):
+        x = bn(torch.relu(conv(x)))
+        if i in (1, 3):
+          x = F.max_pool3d(x, 2)
+      x = torch.relu(self.conv7(x))
+      x = self.bn_pool(F.max_pool3d(x, (x.shape[2], 2, 2)))
+      for i, deconv in enumerate(self.deconv):
+        h, w = x.shape[3], x.shape[4]
+        x = deconv(x)[:, :, :, : 2 * h, : 2 * w]
+        x = torch.relu(x)
+        if i < len(self.bn_d):
+          x = self.bn_d[i](x)
+      return x[:, :, 0]
+
+  return CNN3DUPRef()
+
+
+def cnn3d_up_key_table(num_up: int = 2) -> list[Rule]:
+  """Key table from :func:`build_cnn3d_up`'s state dict onto ``CNN3DUP`` variables."""
+  table: list[Rule] = []
+  for i in range(6):
+    table += [
+      Rule(f"conv.{i}.weight", f"conv{i + 1}/kernel", "conv"),
+      Rule(f"conv.{i}.bias", f"conv{i + 1}/bias", "copy"),
+      Rule(f"bn.{i}", f"bn{i + 1}", "bn"),
+    ]
+  table += [
+    Rule("conv7.weight", "conv7/kernel", "conv"),
+    Rule("conv7.bias", "conv7/bias", "copy"),
+    Rule("bn_pool", "bn_pool", "bn"),
+  ]
+  for i in range(num_up + 1):
+    table.append(Rule(f"deconv.{i}.weight", f"deconv{i + 1}/kernel", "conv"))
+    table.append(Rule(f"deconv.{i}.bias", f"deconv{i + 1}/bias", "copy"))
+  for i in range(num_up):
+    table.append(Rule(f"bn_d.{i}", f"bn_d{i + 1}", "bn"))
+  return table
+
+
 def randomise_batchnorm(model: Any, seed: int) -> None:
   """Random BN affine parameters and running statistics (so an eval-mode check tests all four)."""
   torch = _torch()
   g = torch.Generator().manual_seed(seed)
   with torch.no_grad():
     for m in model.modules():
-      if isinstance(m, torch.nn.BatchNorm2d):
+      if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
         c = m.num_features
         m.weight.copy_(0.5 + 0.5 * torch.rand(c, generator=g))
         m.bias.copy_(0.1 * torch.randn(c, generator=g))
@@ -214,15 +291,16 @@ def state_for_key_table(
 ) -> dict[str, np.ndarray]:
   """The model's state dict as numpy, ConvTranspose2d weights rewritten for the ``conv`` rule.
 
-  A ConvTranspose2d weight (C_in, C_out, kh, kw) becomes ``flip(w, spatial).transpose(1, 0, 2, 3)``, i.e.
-  the (O, I, kh, kw) layout of a forward convolution whose ``conv`` conversion is our unflipped
-  (kh, kw, C_in, C_out) kernel (see the module docstring).
+  A ConvTranspose2d/3d weight (C_in, C_out, *K) becomes ``flip(w, spatial axes)`` with its first two axes
+  swapped, i.e. the (O, I, *K) layout of a forward convolution whose ``conv`` conversion is our unflipped
+  (*K, C_in, C_out) kernel (see the module docstring).
   """
   state = normalise_state_dict(model.state_dict())
   out: dict[str, np.ndarray] = {}
   for k, v in state.items():
-    if any(k.startswith(p) for p in transposed_prefixes) and k.endswith(".weight") and v.ndim == 4:
-      v = np.ascontiguousarray(v[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    if any(k.startswith(p) for p in transposed_prefixes) and k.endswith(".weight") and v.ndim >= 4:
+      flipped = v[(slice(None), slice(None)) + (slice(None, None, -1),) * (v.ndim - 2)]
+      v = np.ascontiguousarray(np.swapaxes(flipped, 0, 1))
     out[k] = v
   return out
 

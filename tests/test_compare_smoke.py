@@ -27,7 +27,7 @@ def test_compare_smoke_runs_and_implementations_agree(tmp_path):
   by_name = {r["model"]: r for r in results["models"]}
   assert sorted(by_name) == sorted(known_models())  # no family silently dropped
   compared = [r for r in results["models"] if r["status"] != "no reference"]
-  assert {r["model"] for r in compared} >= {"unet", "scrx"}
+  assert {r["model"] for r in compared} >= {"unet", "scrx", "cnn3d_up"}
   for r in compared:
     assert r["status"] == "ok", r
     assert r["equality"]["ok"] and r["equality"]["max_abs_diff"] <= compare.TOL, r["equality"]
@@ -41,6 +41,25 @@ def test_compare_smoke_runs_and_implementations_agree(tmp_path):
   assert [m["model"] for m in saved["models"]] == [m["model"] for m in results["models"]]
   table = (tmp_path / "compare_train_f32.md").read_text()
   assert all(f"| {name} |" in table for name in known_models())
+
+
+def test_equality_check_catches_an_unflipped_transposed_kernel():
+  """The check before timing is not vacuous: the U-Net with its transposed kernels left unflipped fails."""
+  torch = require("torch")
+  import numpy as np
+
+  from benchmarks import compare
+
+  image = np.random.default_rng(0).random((1, 16, 16, 3)).astype(np.float32)
+  labels = np.zeros((1, 16, 16), np.int32)
+  pair = compare.build_pair("unet", True, image)
+  assert compare.check_equal(pair, image, labels, "cpu")["ok"]
+  params = dict(pair.variables["params"])
+  params["u3"] = {**params["u3"], "kernel": params["u3"]["kernel"][::-1, ::-1]}
+  pair.variables = {**pair.variables, "params": params}
+  torch.manual_seed(0)
+  bad = compare.check_equal(pair, image, labels, "cpu")
+  assert not bad["ok"] and bad["max_abs_diff"] > 1e-3, bad
 
 
 def test_every_default_throughput_preset_builds():
