@@ -540,15 +540,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(
       json.dumps({k: rec[k] for k in ("model", "status", "ratio") if k in rec}), file=sys.stderr
     )
+    _save(results, args)  # after every model, so a run stopped by a time limit keeps its rows
+  print(_save(results, args))
+  return results
+
+
+def _save(results: dict, args: argparse.Namespace) -> str:
   table = markdown(results)
-  print(table)
   if args.out:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"compare_{args.mode}_{args.dtype}"
     (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str))
     (out / f"{stem}.md").write_text(table)
-  return results
+  return table
 
 
 if __name__ == "__main__":
