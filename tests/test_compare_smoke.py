@@ -96,7 +96,8 @@ def test_accelerator_suite_smoke_runs_on_cpu(tmp_path):
   assert "jax 0." in text and "torch " in text  # versions recorded
   assert "| ssegdepnet.py:model=scrx_ohess | scrx | 32x48 | bf16 | 1 |" in text
   assert "input pipeline" in text and "examples/s" in text
-  assert "## JAX vs PyTorch (bf16)" in text and "| scrx | ok |" in text
+  assert "## Training throughput and MFU (exit 0)" in text
+  assert "## JAX vs PyTorch (bf16; exit 0)" in text and "| scrx | ok |" in text
   throughput = json.loads((tmp_path / "throughput.json").read_text())
   assert throughput["complete"]
   assert throughput["families"][0]["runs"][0]["points"][0]["flops"] > 0
