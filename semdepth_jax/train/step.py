@@ -2,12 +2,24 @@
 
 The train step is ``(state, batch) -> (state, metrics)``: forward with dropout RNG ``fold_in(rng, step)``,
 loss from the losses library, gradients, optimiser update, BatchNorm statistics update (frozen modules keep
-theirs), global gradient norm and a finite flag. Optional bfloat16 compute keeps float32 master parameters:
-parameters and image are cast for the forward pass only, outputs are cast back to float32 before the loss.
+theirs), global gradient norm and a finite flag.
+
+Mixed precision (``config.compute_dtype='bfloat16'``): float32 master parameters and optimiser state; for
+the forward pass the parameters and the image are cast to bfloat16 and the model is cloned with
+``dtype=bfloat16`` (every registered model has that attribute and hands it to its layers, so convolutions,
+matmuls and activations run in bfloat16); outputs are cast back to float32 before the loss, so losses,
+gradients (of the float32 parameters) and updates are float32.
+
+Rematerialisation (``config.remat``, :data:`REMAT_POLICIES`): ``jax.checkpoint`` around the forward pass
+with a saving policy; ``'dots'`` keeps convolution / matmul outputs and recomputes the elementwise layers
+(BatchNorm, activations, dropout masks from the same key) in the backward pass, ``'full'`` keeps nothing
+inside the forward. Results are the same function (gradients equal up to float rounding); only memory and
+time change.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,6 +49,13 @@ BATCH_ARRAY_KEYS = (
 """Batch fields that go to the device (strings such as ``file_name`` stay on the host)."""
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+REMAT_POLICIES: dict[str, Any] = {
+  "none": None,
+  "dots": jax.checkpoint_policies.dots_saveable,
+  "full": jax.checkpoint_policies.nothing_saveable,
+}
+"""``config.remat`` -> ``jax.checkpoint`` policy of the forward pass (``'none'``: no rematerialisation)."""
 
 
 def device_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -77,7 +96,8 @@ def apply_model(
       as ``labels`` to models whose ``__call__`` accepts it.
     train: training mode (dropout on, BatchNorm batch statistics, statistics updated).
     rng: dropout key (train mode).
-    compute_dtype: float32 or bfloat16; parameters and image are cast to it, outputs back to float32.
+    compute_dtype: float32 or bfloat16; parameters and image are cast to it, the model is cloned with
+      ``dtype=compute_dtype`` when it has a ``dtype`` attribute, outputs are cast back to float32.
     pass_labels: override the ``labels`` detection.
 
   Returns:
@@ -91,6 +111,8 @@ def apply_model(
     variables = dict(variables)
     variables["params"] = _cast_floating(variables["params"], compute_dtype)
     image = image.astype(compute_dtype)
+    if "dtype" in {f.name for f in dataclasses.fields(model)}:
+      model = model.clone(dtype=compute_dtype)
   kwargs: dict[str, Any] = {"train": train}
   if pass_labels and "segmentation" in batch:
     kwargs["labels"] = batch["segmentation"]
@@ -116,6 +138,7 @@ def make_train_step(
   trainable_stats: Any | None = None,
   compute_dtype: str = "float32",
   pass_labels: bool | None = None,
+  remat: str = "none",
 ) -> Callable[[TrainState, Mapping[str, Any]], tuple[TrainState, dict[str, jax.Array]]]:
   """Builds the pure train step ``(state, batch) -> (new_state, metrics)``.
 
@@ -128,6 +151,7 @@ def make_train_step(
       modules), True leaves take the train-mode update.
     compute_dtype: ``'float32'`` or ``'bfloat16'`` (mixed precision with float32 master parameters).
     pass_labels: pass ``batch['segmentation']`` as ``labels`` (default: detected from the signature).
+    remat: rematerialisation policy of the forward pass, a key of :data:`REMAT_POLICIES`.
 
   Returns:
     The step function. ``metrics`` holds float32 scalars ``loss``, the loss's aux terms, ``grad_norm``
@@ -136,10 +160,12 @@ def make_train_step(
     usable); the loop raises.
 
   Raises:
-    ValueError: unknown ``compute_dtype``.
+    ValueError: unknown ``compute_dtype`` or ``remat``.
   """
   if compute_dtype not in COMPUTE_DTYPES:
     raise ValueError(f"compute_dtype must be one of {tuple(COMPUTE_DTYPES)}, got {compute_dtype!r}")
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f"config.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
   dtype = COMPUTE_DTYPES[compute_dtype]
   if pass_labels is None:
     pass_labels = accepts_labels(model)
@@ -147,11 +173,11 @@ def make_train_step(
   def step_fn(state: TrainState, batch: Mapping[str, Any]):
     rng = jax.random.fold_in(state.rng, state.step)
 
-    def loss_of(params):
+    def forward(params):
       variables = {"params": params}
       if state.batch_stats:
         variables["batch_stats"] = state.batch_stats
-      outputs, new_stats = apply_model(
+      return apply_model(
         model,
         variables,
         batch,
@@ -160,6 +186,12 @@ def make_train_step(
         compute_dtype=dtype,
         pass_labels=pass_labels,
       )
+
+    if REMAT_POLICIES[remat] is not None:
+      forward = jax.checkpoint(forward, policy=REMAT_POLICIES[remat])
+
+    def loss_of(params):
+      outputs, new_stats = forward(params)
       total, aux = loss_fn(outputs, batch)
       return jnp.asarray(total, jnp.float32), (dict(aux), new_stats)
 

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# One-GPU performance run (H100 / H200 with jax[cuda] and torch preinstalled): < 8 minutes.
+#
+#   benchmarks/accelerator_suite.sh [--smoke] [OUT_DIR]        (default OUT_DIR: results/accelerator)
+#
+# 1. Training throughput (images/s), XLA FLOPs and MFU of every family at its paper input size, batch
+#    1, 2, 4, ... until out of memory, the cap (64) or the time budget, bf16 and f32
+#    (benchmarks/accelerator_throughput.py; peak table and its datasheet sources there), then the input
+#    pipeline's examples/s against the 192x320 step rate.
+# 2. The PyTorch ratio: benchmarks/compare.py (same weights, outputs checked equal first) for every family
+#    with a reference, train mode, f32 and bf16.
+# Writes OUT_DIR/accelerator_results.md (device name, versions, all tables) and the JSON files next to it.
+#
+# --smoke: CPU, tiny sizes, batch 1, one step, so the script cannot rot (tests/test_compare_smoke.py).
+# Environment overrides: PYTHON (interpreter), SUITE_PRESETS (comma-separated configs presets),
+# SUITE_DTYPES (bf16,f32), SUITE_MODELS (compare.py --models), SUITE_BUDGET_S (throughput budget, 330).
+set -euo pipefail
+
+SMOKE=0
+if [[ "${1:-}" == "--smoke" ]]; then
+  SMOKE=1
+  shift
+fi
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${1:-$ROOT/results/accelerator}"
+PY="${PYTHON:-python}"
+DTYPES="${SUITE_DTYPES:-bf16,f32}"
+MODELS="${SUITE_MODELS:-all}"
+mkdir -p "$OUT"
+cd "$ROOT"
+
+THROUGHPUT_ARGS=(--dtypes "$DTYPES" --out "$OUT/throughput.json")
+COMPARE_ARGS=(--models "$MODELS" --mode train)
+if [[ -n "${SUITE_PRESETS:-}" ]]; then
+  THROUGHPUT_ARGS+=(--presets "$SUITE_PRESETS")
+fi
+if [[ "$SMOKE" == 1 ]]; then
+  export JAX_PLATFORMS=cpu
+  THROUGHPUT_ARGS+=(--smoke --data_dir "$OUT/tfds")
+  COMPARE_ARGS+=(--smoke)
+  LIMIT_THROUGHPUT=3000
+  LIMIT_COMPARE=1500
+else
+  THROUGHPUT_ARGS+=(--budget_s "${SUITE_BUDGET_S:-210}")
+  COMPARE_ARGS+=(--repeats 5 --warmup 2)
+  # Hard limits: 280 + 2 x 90 s + the environment lines < 8 minutes. Both scripts save after every point
+  # / model, so a run stopped by its limit still leaves what it measured (marked incomplete / missing).
+  LIMIT_THROUGHPUT=280
+  LIMIT_COMPARE=90
+fi
+
+RESULTS="$OUT/accelerator_results.md"
+{
+  echo "# Accelerator run ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+  echo
+  echo '```'
+  if command -v nvidia-smi > /dev/null 2>&1; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  else
+    echo "no nvidia-smi"
+  fi
+  "$PY" - << 'PYEOF'
+import platform
+
+import jax
+import jaxlib
+
+print(f"python {platform.python_version()}, jax {jax.__version__}, jaxlib {jaxlib.__version__}")
+print(f"jax devices: {jax.devices()}")
+try:
+  import torch
+
+  cuda = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA"
+  print(f"torch {torch.__version__} ({cuda})")
+except ImportError:
+  print("torch: not installed (compare.py needs it)")
+PYEOF
+  echo '```'
+  echo
+} > "$RESULTS"
+
+status=0
+echo "== throughput" >&2
+rc=0
+timeout "$LIMIT_THROUGHPUT" "$PY" benchmarks/accelerator_throughput.py "${THROUGHPUT_ARGS[@]}" \
+  > "$OUT/throughput.log" 2>&1 || rc=$?
+if [[ "$rc" != 0 ]]; then
+  status=1
+  tail -20 "$OUT/throughput.log" >&2
+fi
+{
+  echo "## Training throughput and MFU (exit $rc$([[ $rc == 124 ]] && echo ': time limit'))"
+  echo
+  if [[ -f "$OUT/throughput.md" ]]; then
+    cat "$OUT/throughput.md"
+  else
+    echo "no results, see throughput.log"
+  fi
+  echo
+} >> "$RESULTS"
+
+for dtype in ${DTYPES//,/ }; do
+  echo "== compare.py $dtype" >&2
+  rc=0
+  timeout "$LIMIT_COMPARE" "$PY" benchmarks/compare.py "${COMPARE_ARGS[@]}" --dtype "$dtype" \
+    --out "$OUT" > "$OUT/compare_$dtype.log" 2>&1 || rc=$?
+  if [[ "$rc" != 0 ]]; then
+    status=1
+    tail -20 "$OUT/compare_$dtype.log" >&2
+  fi
+  {
+    echo "## JAX vs PyTorch ($dtype; exit $rc$([[ $rc == 124 ]] && echo ': time limit, rows missing'))"
+    echo
+    if [[ -f "$OUT/compare_train_$dtype.md" ]]; then
+      cat "$OUT/compare_train_$dtype.md"
+    else
+      echo "no results, see compare_$dtype.log"
+    fi
+    echo
+  } >> "$RESULTS"
+done
+
+echo "results: $RESULTS" >&2
+exit "$status"

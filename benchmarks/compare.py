@@ -1,0 +1,560 @@
+"""Side-by-side speed of this library (JAX) and PyTorch on the same architectures, weights and inputs.
+
+For every requested registered family with a PyTorch reference (``benchmarks/torch_references.py``:
+paper 000's U-Net, SCRX and 3D CNN-UP, written from docs/model_spec.md §1.1, §1.2, §1.4), in one process:
+
+1. build both models; the PyTorch one gets random weights (BatchNorm affine parameters and running
+   statistics randomised too) and they go into our variables through the weight converter's key table
+   (``semdepth_jax.weights.keymap.apply_key_table``, strict);
+2. check that both give the same output on one input in inference mode: ``max |jax - torch| <= 1e-4 *
+   max(1, max |torch|)`` and a non-zero output, in full float32 (TF32 off in both for the check). A
+   model that fails is reported as ``mismatch`` and never timed;
+3. compile the JAX step (``jitted.lower(...).compile()``: compile time, and XLA's FLOP count from
+   ``cost_analysis()``), warm up both, then alternate one JAX step and one PyTorch step ``--repeats``
+   times (load changes on a shared machine hit both alike) and report the median and min-max per step.
+
+``--mode train``: the library's train step (``semdepth_jax.train.step.make_train_step``, SGD with
+momentum 0.9, loss ``mean(output ** 2)`` of the model's main output, BatchNorm in training mode, dropout
+on) against PyTorch ``zero_grad; forward; loss.backward(); optimizer.step()``. ``--mode infer``: jitted
+``apply(train=False)`` against ``model.eval()`` under ``torch.inference_mode()``. ``--dtype bf16``: the
+library's mixed precision (``compute_dtype='bfloat16'``: float32 parameters, bfloat16 compute) against
+``torch.autocast(dtype=torch.bfloat16)``; the equality check stays in float32.
+
+Reported per model: ``jax_s`` / ``torch_s`` (median seconds per step and [min, max]), ``ratio`` =
+PyTorch median / JAX median (> 1: JAX is faster), ``jax_compile_s``, ``flops`` (XLA cost analysis of the
+compiled step; None when the backend gives none), ``max_rss_mib`` (``resource.getrusage(RUSAGE_SELF)
+.ru_maxrss`` after the model ran: the *process's* peak resident memory so far, both frameworks together,
+monotone over the run, so only the first model's value is its own), on GPUs also the device peaks
+(``jax_peak_mib`` from ``memory_stats()['peak_bytes_in_use']``, cumulative like RSS;
+``torch_peak_mib`` from ``torch.cuda.max_memory_allocated``, reset per model), and
+``torch_compile_s`` with ``--torch-compile`` (the error when ``torch.compile`` fails). Families without a
+PyTorch reference are listed with status ``no reference`` and the reason.
+
+  python benchmarks/compare.py --models all --mode train --smoke       # CPU, seconds, tiny widths
+  python benchmarks/compare.py --models unet,scrx --mode train --batch 2 --size 192,320 --threads 2 \
+      --repeats 10 --out results/compare_cpu
+
+Timings from a loaded machine are not results; run on a quiet one. Needs the ``parity`` extra (torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+  sys.path.insert(0, _ROOT)
+
+TOL = 1e-4
+"""Equality tolerance: ``max |jax - torch| <= TOL * max(1, max |torch|)`` in inference mode, float32."""
+
+PAPER_SIZE = {"unet": (192, 320), "scrx": (192, 320), "cnn3d_up": (192, 320)}
+"""Paper 000's input size (H, W) per family (docs/model_spec.md §1)."""
+
+NO_REFERENCE = {
+  "cnn3d_s": "3-D CNN (paper 000 §1.3); no PyTorch reference written yet",
+  "ssegdepnet": "two-stage U-Net + depth net; compare its parts (unet, scrx)",
+  "deeplab_vgg": "paper 001; block-level references only (tests/parity/test_hybridnet_parity.py)",
+  "depthnet": "paper 001; block-level references only (tests/parity/test_hybridnet_parity.py)",
+  "hybridnet_a1": "paper 001; block-level references only (tests/parity/test_hybridnet_parity.py)",
+  "hybridnet_a2": "paper 001; block-level references only (tests/parity/test_hybridnet_parity.py)",
+  "deeplab_v2": "paper 002; backbone parity only (torchvision ResNet, tests/parity)",
+  "deeplab_sid": "paper 002; backbone parity only (torchvision ResNet, tests/parity)",
+  "deeplab_regression": "paper 002; backbone parity only (torchvision ResNet, tests/parity)",
+  "ds_sidenet": "paper 004; no PyTorch reference written yet",
+  "semantic_md": "paper 003; smp reference exists (tests/parity) but is not wired into compare.py yet",
+}
+"""Registered families without a whole-model PyTorch reference here, with the reason."""
+
+
+@dataclasses.dataclass
+class Pair:
+  """One family's two implementations with the same weights.
+
+  Attributes:
+    name: registry name.
+    model: our linen module.
+    variables: its variables (converted from the PyTorch model's state dict).
+    torch_model: the PyTorch reference.
+    output_key: our output compared and trained (``seg_logits`` / ``depth``).
+    torch_to_ours: maps the reference's raw output to our output's layout (NHWC numpy).
+    attributes: the model attributes used (for the report).
+    torch_input: ``(image NHWC, labels (B, H, W)) -> the reference's input tensor`` (CPU).
+    num_classes: labels are drawn below it.
+  """
+
+  name: str
+  model: Any
+  variables: dict
+  torch_model: Any
+  output_key: str
+  torch_to_ours: Callable[[Any], np.ndarray]
+  attributes: dict
+  torch_input: Callable[[np.ndarray, np.ndarray], Any]
+  num_classes: int = 3
+
+
+def _convert(name, model, torch_model, table, image, transposed=(), labels=None):
+  import jax
+
+  import benchmarks.torch_references as refs
+  from semdepth_jax.weights.keymap import apply_key_table
+
+  kw = {} if labels is None else {"labels": labels}
+  target = jax.eval_shape(lambda: model.init(jax.random.key(0), image, train=False, **kw))
+  state = refs.state_for_key_table(torch_model, transposed)
+  return apply_key_table(state, table, target, where=f"PyTorch reference of {name}")
+
+
+def build_pair(name: str, smoke: bool, image: np.ndarray, seed: int = 0) -> Pair:
+  """Builds the two implementations of ``name`` (paper widths, or tiny ones with ``smoke``).
+
+  Raises:
+    KeyError: ``name`` has no reference (see :data:`NO_REFERENCE`).
+  """
+  import torch
+
+  import benchmarks.torch_references as refs
+  from semdepth_jax.models import get_model
+
+  torch.manual_seed(seed)
+  if name == "unet":
+    attrs = (
+      {"num_classes": 3, "base_width": 4, "depth": 1, "dropout_rate": 0.05}
+      if smoke
+      else {"num_classes": 14, "base_width": 64, "depth": 4, "dropout_rate": 0.05}
+    )
+    model = get_model("unet", **attrs)
+    ref = refs.build_unet(**attrs)
+    table, transposed, key = refs.unet_key_table(attrs["depth"]), ("ups.",), "seg_logits"
+  elif name == "scrx":
+    attrs = (
+      {"widths": (4, 4, 4), "refine_widths": (4, 3)}
+      if smoke
+      else {"widths": (128, 64, 32, 16), "refine_widths": (128, 63)}
+    )
+    model = get_model("scrx", use_ohess=False, **attrs)
+    ref = refs.build_scrx(**attrs)
+    attrs = {"use_ohess": False, **attrs}
+    table, transposed, key = (
+      refs.scrx_key_table(attrs["widths"], attrs["refine_widths"]),
+      (),
+      "depth",
+    )
+  elif name == "cnn3d_up":
+    width = 4 if smoke else 64
+    attrs = {
+      "num_classes": 3 if smoke else 14,
+      "widths": (width,) * 3,
+      "bottleneck_width": width,
+      "up_widths": (width,) * 2,
+    }
+    model = get_model("cnn3d_up", **attrs)
+    ref = refs.build_cnn3d_up(attrs["widths"], attrs["bottleneck_width"], attrs["up_widths"])
+    table, transposed, key = refs.cnn3d_up_key_table(), ("deconv.",), "depth"
+    refs.randomise_batchnorm(ref, seed + 1)
+    with (
+      torch.no_grad()
+    ):  # a positive head bias keeps the ReLU output alive (else the check is vacuous)
+      ref.deconv[-1].bias.fill_(0.5)
+    labels = np.zeros(image.shape[:3], np.int32)
+    variables = _convert(name, model, ref, table, image, transposed, labels)
+    return Pair(name, model, variables, ref, key, refs.nhwc, attrs, _volume_input(attrs), 3)
+  else:
+    raise KeyError(f"compare: no PyTorch reference for {name!r}")
+  refs.randomise_batchnorm(ref, seed + 1)
+  variables = _convert(name, model, ref, table, image, transposed)
+  return Pair(name, model, variables, ref, key, refs.nhwc, attrs, _image_input)
+
+
+def _image_input(image: np.ndarray, labels: np.ndarray) -> Any:
+  import torch
+
+  import benchmarks.torch_references as refs
+
+  del labels
+  return refs.nchw(image, torch)
+
+
+def _volume_input(attrs: dict) -> Callable[[np.ndarray, np.ndarray], Any]:
+  """The RGB+OHESS volume the 3-D nets build from image and labels, as (B, 1, D, H, W) for PyTorch."""
+
+  def make(image: np.ndarray, labels: np.ndarray) -> Any:
+    import jax.numpy as jnp
+    import torch
+
+    from semdepth_jax.models import cnn3d, ohess
+
+    planes = ohess.ohess_from_labels(jnp.asarray(labels), attrs["num_classes"])
+    vol = ohess.rgb_ohess_volume(jnp.asarray(image), planes, cnn3d.MIN_VOLUME_DEPTH)
+    return torch.from_numpy(np.array(np.moveaxis(np.asarray(vol), -1, 1)))  # a writable copy
+
+  return make
+
+
+def check_equal(pair: Pair, image: np.ndarray, labels: np.ndarray, torch_device: str) -> dict:
+  """Inference-mode outputs of both on ``image`` (float32); ``{'max_abs_diff', 'scale', 'ok'}``."""
+  import jax
+  import jax.numpy as jnp
+  import torch
+
+  from semdepth_jax.train.step import accepts_labels
+
+  kw = {"labels": jnp.asarray(labels)} if accepts_labels(pair.model) else {}
+  # Full float32 for the check: on GPUs both frameworks may otherwise use TF32 (10-bit mantissa) for
+  # convolutions; the timed steps keep each framework's defaults.
+  with jax.default_matmul_precision("highest"):
+    apply = jax.jit(lambda v, x, kw: pair.model.apply(v, x, train=False, **kw)[pair.output_key])
+    ours = np.asarray(apply(pair.variables, jnp.asarray(image), kw))
+  m = pair.torch_model.to(torch_device).eval()
+  flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+  torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+  try:
+    with torch.inference_mode():
+      theirs = pair.torch_to_ours(m(pair.torch_input(image, labels).to(torch_device)))
+  finally:
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+  if ours.shape != theirs.shape:
+    return {"ok": False, "error": f"shapes differ: ours {ours.shape}, PyTorch {theirs.shape}"}
+  diff = float(np.abs(ours - theirs).max())
+  scale = float(np.abs(theirs).max())
+  rec = {"ok": diff <= TOL * max(1.0, scale) and scale > 0, "max_abs_diff": diff, "scale": scale}
+  if scale == 0:
+    rec["error"] = "the reference's output is all zero: the check would prove nothing"
+  return rec
+
+
+def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int):
+  """``(compiled step, run(), flops, compile_s)``; ``run`` advances the train state in train mode."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  from semdepth_jax.train import step as step_lib
+  from semdepth_jax.train.state import create_state, split_variables
+
+  compute = {"f32": "float32", "bf16": "bfloat16"}[dtype]
+  batch = {"image": jnp.asarray(image), "segmentation": jnp.asarray(labels, jnp.int32)}
+  key = pair.output_key
+  if mode == "train":
+
+    def loss_fn(outputs, batch):
+      return jnp.mean(jnp.square(outputs[key])), {}
+
+    tx = optax.sgd(1e-3, momentum=0.9)
+    params, stats = split_variables(pair.variables)
+    state = create_state(params, stats, tx.init(params), jax.random.key(seed))
+    fn = jax.jit(step_lib.make_train_step(pair.model, loss_fn, tx, compute_dtype=compute))
+    args = [state, batch]
+  else:
+    dt = step_lib.COMPUTE_DTYPES[compute]
+
+    def infer(variables, batch):
+      out, _ = step_lib.apply_model(pair.model, variables, batch, train=False, compute_dtype=dt)
+      return out[key]
+
+    fn = jax.jit(infer)
+    args = [pair.variables, batch]
+  t0 = time.perf_counter()
+  compiled = fn.lower(*args).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  flops = float(cost["flops"]) if cost and "flops" in cost else None
+
+  def run():
+    out = compiled(*args)
+    if mode == "train":
+      args[0] = out[0]
+    jax.block_until_ready(out)
+
+  return run, flops, compile_s
+
+
+def _torch_runner(
+  pair: Pair, image, labels, mode: str, dtype: str, device: str, compile_model: bool
+):
+  """``run()`` for one PyTorch step (eager, or ``torch.compile`` with ``compile_model``)."""
+  import torch
+
+  model = pair.torch_model.to(device)
+  x = pair.torch_input(image, labels).to(device)
+  if compile_model:
+    model = torch.compile(model)
+  autocast = torch.autocast(
+    device_type="cuda" if device.startswith("cuda") else "cpu",
+    dtype=torch.bfloat16,
+    enabled=dtype == "bf16",
+  )
+  sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+  if mode == "train":
+    model.train()
+    opt = torch.optim.SGD(pair.torch_model.parameters(), lr=1e-3, momentum=0.9)
+
+    def run():
+      opt.zero_grad(set_to_none=True)
+      with autocast:
+        out = model(x)
+      loss = out.float().square().mean()
+      loss.backward()
+      opt.step()
+      sync()
+
+  else:
+    model.eval()
+
+    def run():
+      with torch.inference_mode(), autocast:
+        model(x)
+      sync()
+
+  return run
+
+
+def _stats(times: Sequence[float]) -> dict:
+  return {
+    "median": statistics.median(times),
+    "min": min(times),
+    "max": max(times),
+    "all": [round(t, 6) for t in times],
+  }
+
+
+def compare_model(name: str, args: argparse.Namespace, torch_device: str) -> dict:
+  """Checks equality and times one family; returns its JSON record."""
+  import jax
+  import torch
+
+  h, w = args.size or ((16, 16) if args.smoke else PAPER_SIZE[name])
+  image = np.random.default_rng(args.seed).random((args.batch, h, w, 3)).astype(np.float32)
+  rec: dict[str, Any] = {"model": name, "batch": args.batch, "size": [h, w]}
+  pair = build_pair(name, args.smoke, image, args.seed)
+  rec["attributes"] = {
+    k: list(v) if isinstance(v, tuple) else v for k, v in pair.attributes.items()
+  }
+  rec["params"] = int(sum(np.prod(v.shape) for v in jax.tree.leaves(pair.variables.get("params"))))
+  rec["torch_params"] = int(sum(p.numel() for p in pair.torch_model.parameters()))
+  labels = np.random.default_rng(args.seed + 1).integers(0, pair.num_classes, image.shape[:3])
+  labels = labels.astype(np.int32)
+  rec["equality"] = check_equal(pair, image, labels, torch_device)
+  if not rec["equality"]["ok"]:
+    rec["status"] = "mismatch"
+    return rec
+  run_jax, rec["flops"], rec["jax_compile_s"] = _jax_runner(
+    pair, image, labels, args.mode, args.dtype, args.seed
+  )
+  runners = {
+    "jax": run_jax,
+    "torch": _torch_runner(pair, image, labels, args.mode, args.dtype, torch_device, False),
+  }
+  if args.torch_compile:
+    try:
+      t0 = time.perf_counter()
+      tc = _torch_runner(pair, image, labels, args.mode, args.dtype, torch_device, True)
+      tc()
+      rec["torch_compile_warmup_s"] = time.perf_counter() - t0
+      runners["torch_compile"] = tc
+    except Exception as e:  # noqa: BLE001  (reported, the eager comparison still runs)
+      rec["torch_compile_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+  if torch_device.startswith("cuda"):
+    torch.cuda.reset_peak_memory_stats()
+  for run in runners.values():
+    for _ in range(args.warmup):
+      run()
+  times: dict[str, list[float]] = {k: [] for k in runners}
+  for _ in range(args.repeats):
+    for k, run in runners.items():
+      t0 = time.perf_counter()
+      run()
+      times[k].append(time.perf_counter() - t0)
+  for k, ts in times.items():
+    rec[f"{k}_s"] = _stats(ts)
+  rec["ratio"] = rec["torch_s"]["median"] / rec["jax_s"]["median"]
+  if "torch_compile_s" in rec:
+    rec["ratio_compiled"] = rec["torch_compile_s"]["median"] / rec["jax_s"]["median"]
+  rec["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+  mem = jax.devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in mem:
+    rec["jax_peak_mib"] = mem["peak_bytes_in_use"] / 2**20
+  if torch_device.startswith("cuda"):
+    rec["torch_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+  if rec["flops"]:
+    rec["jax_tflops_per_s"] = rec["flops"] / rec["jax_s"]["median"] / 1e12
+  rec["status"] = "ok"
+  return rec
+
+
+def environment(torch_device: str, threads: str) -> dict:
+  """Versions, devices and date of the run."""
+  import jax
+  import jaxlib
+  import torch
+
+  dev = jax.devices()[0]
+  return {
+    "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    "jax": jax.__version__,
+    "jaxlib": jaxlib.__version__,
+    "torch": torch.__version__,
+    "python": platform.python_version(),
+    "jax_backend": jax.default_backend(),
+    "jax_device": getattr(dev, "device_kind", str(dev)),
+    "torch_device": torch.cuda.get_device_name() if torch_device.startswith("cuda") else "cpu",
+    "cpu_count": os.cpu_count(),
+    "threads": threads,
+    "machine": platform.machine(),
+  }
+
+
+def _fmt_time(s: dict | None) -> str:
+  if not s:
+    return "–"
+  return f"{s['median']:.4g} ({s['min']:.3g}–{s['max']:.3g})"
+
+
+def markdown(results: dict) -> str:
+  """The results as a markdown table (seconds per step; ratio = PyTorch / JAX)."""
+  env, a = results["environment"], results["args"]
+  lines = [
+    f"{a['mode']}, batch {a['batch']}, {a['dtype']}; jax {env['jax']} ({env['jax_device']}), "
+    f"torch {env['torch']} ({env['torch_device']}); {env['threads']}; {env['date']}",
+    "",
+    "| model | status | params | JAX s/step (min–max) | PyTorch s/step (min–max) | ratio | "
+    "torch.compile s/step | JAX compile s | GFLOP/step | max RSS MiB | max abs diff |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for r in results["models"]:
+    if r["status"] == "no reference":
+      lines.append(f"| {r['model']} | no reference: {r['reason']} |" + " – |" * 9)
+      continue
+    eq = r.get("equality", {})
+    tc = (
+      _fmt_time(r.get("torch_compile_s"))
+      if "torch_compile_s" in r
+      else r.get("torch_compile_error", "–")
+    )
+    flops = f"{r['flops'] / 1e9:.3g}" if r.get("flops") else "–"
+    lines.append(
+      f"| {r['model']} | {r['status']} | {r.get('params', 0):,} | {_fmt_time(r.get('jax_s'))} | "
+      f"{_fmt_time(r.get('torch_s'))} | {r['ratio']:.2f} | {tc} | {r.get('jax_compile_s', 0):.1f} | "
+      f"{flops} | {r.get('max_rss_mib', 0):.0f} | {eq.get('max_abs_diff', float('nan')):.1e} |"
+      if r["status"] == "ok"
+      else f"| {r['model']} | {r['status']} | {r.get('params', 0):,} | – | – | – | – | – | – | – | "
+      f"{eq.get('max_abs_diff', eq.get('error', '–'))} |"
+    )
+  return "\n".join(lines) + "\n"
+
+
+def _pin_threads(n: int | None) -> str:
+  if not n:
+    return f"threads: default ({os.cpu_count()} CPUs)"
+  try:
+    cpus = sorted(os.sched_getaffinity(0))[:n]
+    os.sched_setaffinity(0, cpus)
+    return f"{n} threads (cores {cpus})"
+  except (AttributeError, OSError) as e:
+    return f"{n} threads, no affinity ({e})"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+  """The command line (see the module docstring)."""
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--models", default="all", help="'all' or comma-separated registry names")
+  p.add_argument("--mode", choices=("train", "infer"), default="train")
+  p.add_argument("--batch", type=int, default=2)
+  p.add_argument("--size", default="", help="H,W (default: the paper size; 16,16 with --smoke)")
+  p.add_argument("--dtype", choices=("f32", "bf16"), default="f32")
+  p.add_argument("--repeats", type=int, default=10)
+  p.add_argument("--warmup", type=int, default=2)
+  p.add_argument("--smoke", action="store_true", help="tiny widths and images, 1 timed step")
+  p.add_argument(
+    "--torch-compile", action="store_true", help="also time torch.compile (slow on CPU)"
+  )
+  p.add_argument("--threads", type=int, default=0, help="pin to N cores (0: leave as is)")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--out", default="", help="directory for compare_<mode>_<dtype>.json and .md")
+  args = p.parse_args(argv)
+  if args.size:
+    try:
+      h, w = (int(v) for v in args.size.split(","))
+    except ValueError:
+      p.error(f"--size: expected H,W (e.g. 192,320), got {args.size!r}")
+    args.size = (h, w)
+  else:
+    args.size = None
+  if args.smoke:
+    args.repeats, args.warmup = 1, 1
+  return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  """Runs the comparison; prints the markdown table and returns the results dict (also written to --out).
+
+  Raises:
+    SystemExit: an unknown model name (the message lists the known ones).
+  """
+  args = parse_args(argv)
+  threads = _pin_threads(args.threads)
+  import torch
+
+  from semdepth_jax.models import known_models
+
+  if args.threads:
+    torch.set_num_threads(args.threads)
+  names = list(known_models()) if args.models == "all" else args.models.split(",")
+  unknown = [n for n in names if n not in known_models()]
+  if unknown:
+    raise SystemExit(f"compare.py --models: unknown {unknown}; known: {', '.join(known_models())}")
+  import jax
+
+  torch_device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+  results = {
+    "args": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()},
+    "environment": environment(torch_device, threads),
+    "tolerance": TOL,
+    "models": [],
+  }
+  for name in names:
+    if name not in PAPER_SIZE:
+      results["models"].append(
+        {"model": name, "status": "no reference", "reason": NO_REFERENCE.get(name, "none written")}
+      )
+      continue
+    rec = compare_model(name, args, torch_device)
+    results["models"].append(rec)
+    print(
+      json.dumps({k: rec[k] for k in ("model", "status", "ratio") if k in rec}), file=sys.stderr
+    )
+    _save(results, args)  # after every model, so a run stopped by a time limit keeps its rows
+  print(_save(results, args))
+  return results
+
+
+def _save(results: dict, args: argparse.Namespace) -> str:
+  table = markdown(results)
+  if args.out:
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"compare_{args.mode}_{args.dtype}"
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str))
+    (out / f"{stem}.md").write_text(table)
+  return table
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,103 @@
+"""``benchmarks/compare.py --smoke`` runs and both implementations agree; the accelerator suite's CPU smoke.
+
+No timing is asserted anywhere.
+
+Needs the ``parity`` extra (torch); skips without it, fails under ``CI=true`` (tests/parity/conftest.py).
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from semdepth_jax.models import known_models
+from tests.parity.conftest import require
+
+
+def test_compare_smoke_runs_and_implementations_agree(tmp_path):
+  require("torch")
+  from benchmarks import compare
+
+  results = compare.main(
+    ["--models", "all", "--mode", "train", "--smoke", "--batch", "2", "--out", str(tmp_path)]
+  )
+  by_name = {r["model"]: r for r in results["models"]}
+  assert sorted(by_name) == sorted(known_models())  # no family silently dropped
+  compared = [r for r in results["models"] if r["status"] != "no reference"]
+  assert {r["model"] for r in compared} >= {"unet", "scrx", "cnn3d_up"}
+  for r in compared:
+    assert r["status"] == "ok", r
+    assert r["equality"]["ok"] and r["equality"]["max_abs_diff"] <= compare.TOL, r["equality"]
+    assert r["params"] == r["torch_params"] > 0  # same architecture, same parameter count
+    assert r["flops"] and r["flops"] > 0  # XLA's cost analysis was read
+    assert r["jax_s"]["median"] > 0 and r["torch_s"]["median"] > 0 and r["ratio"] > 0
+  for r in results["models"]:
+    if r["status"] == "no reference":
+      assert r["reason"], r
+  saved = json.loads((tmp_path / "compare_train_f32.json").read_text())
+  assert [m["model"] for m in saved["models"]] == [m["model"] for m in results["models"]]
+  table = (tmp_path / "compare_train_f32.md").read_text()
+  assert all(f"| {name} |" in table for name in known_models())
+
+
+def test_equality_check_catches_an_unflipped_transposed_kernel():
+  """The check before timing is not vacuous: the U-Net with its transposed kernels left unflipped fails."""
+  torch = require("torch")
+  import numpy as np
+
+  from benchmarks import compare
+
+  image = np.random.default_rng(0).random((1, 16, 16, 3)).astype(np.float32)
+  labels = np.zeros((1, 16, 16), np.int32)
+  pair = compare.build_pair("unet", True, image)
+  assert compare.check_equal(pair, image, labels, "cpu")["ok"]
+  params = dict(pair.variables["params"])
+  params["u3"] = {**params["u3"], "kernel": params["u3"]["kernel"][::-1, ::-1]}
+  pair.variables = {**pair.variables, "params": params}
+  torch.manual_seed(0)
+  bad = compare.check_equal(pair, image, labels, "cpu")
+  assert not bad["ok"] and bad["max_abs_diff"] > 1e-3, bad
+
+
+def test_every_default_throughput_preset_builds():
+  """The accelerator suite's presets resolve to a model, loss and optimiser (no compilation here)."""
+  from benchmarks import accelerator_throughput as at
+
+  for preset in at.DEFAULT_PRESETS:
+    fam = at.build_family(preset, "tiny")
+    assert fam["model_name"] and len(fam["image_size"]) == 2, preset
+  assert at.peak_tflops("NVIDIA H200", "bf16") == 989.0
+  assert at.peak_tflops("NVIDIA H100 80GB HBM3", "f32") == 67.0
+  assert at.peak_tflops("cpu", "bf16") is None
+
+
+@pytest.mark.slow
+def test_accelerator_suite_smoke_runs_on_cpu(tmp_path):
+  """``accelerator_suite.sh --smoke`` (one family, one dtype) writes its results file with every part."""
+  require("torch")
+  root = pathlib.Path(__file__).resolve().parents[1]
+  env = dict(
+    os.environ,
+    PYTHON=sys.executable,
+    PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    SUITE_PRESETS="ssegdepnet.py:model=scrx_ohess",
+    SUITE_DTYPES="bf16",
+    SUITE_MODELS="scrx",
+  )
+  script = root / "benchmarks" / "accelerator_suite.sh"
+  proc = subprocess.run(
+    ["bash", str(script), "--smoke", str(tmp_path)], env=env, capture_output=True, text=True
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  text = (tmp_path / "accelerator_results.md").read_text()
+  assert "jax 0." in text and "torch " in text  # versions recorded
+  assert "| ssegdepnet.py:model=scrx_ohess | scrx | 32x48 | bf16 | 1 |" in text
+  assert "input pipeline" in text and "examples/s" in text
+  assert "## Training throughput and MFU (exit 0)" in text
+  assert "## JAX vs PyTorch (bf16; exit 0)" in text and "| scrx | ok |" in text
+  throughput = json.loads((tmp_path / "throughput.json").read_text())
+  assert throughput["complete"]
+  assert throughput["families"][0]["runs"][0]["points"][0]["flops"] > 0
