@@ -428,7 +428,8 @@ class Checkpointer:
       step: step, or None for the latest.
       abstract_variables: optional pytree of ``jax.ShapeDtypeStruct`` (e.g. ``jax.eval_shape`` of the
         model's ``init``); when given, stored shapes / dtypes are checked against it and the result has its
-        shardings.
+        shardings. Without it, every array is read onto this process's first device (the checkpoint may
+        have been written by any number of processes).
 
     Returns:
       ``(variables, meta)``.
@@ -456,9 +457,17 @@ class Checkpointer:
       if abstract_variables is not None:
         check_compatible(variables, abstract_variables, where=where)
       return variables, dict(out.meta)
+    stored = items["variables"]
+    stored = getattr(stored, "tree", stored)
     if abstract_variables is not None:
-      stored = items["variables"]
-      check_compatible(getattr(stored, "tree", stored), abstract_variables, where=where)
+      check_compatible(stored, abstract_variables, where=where)
+    else:
+      # Orbax would restore onto the saved devices, which need not exist here (a checkpoint written by
+      # another number of processes): read onto this process's first device instead.
+      device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      abstract_variables = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device), stored
+      )
     out = self._mngr.restore(
       step,
       args=ocp.args.Composite(

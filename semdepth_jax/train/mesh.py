@@ -25,29 +25,57 @@ _log = logging.getLogger(__name__)
 
 
 def maybe_initialize_distributed(force: bool = False) -> bool:
-  """Calls ``jax.distributed.initialize()`` when the environment asks for a multi-process run.
+  """Calls ``jax.distributed.initialize`` when the environment asks for a multi-process run.
 
   A multi-process run is requested by ``force`` (config ``distributed=True``) or by the environment variable
-  ``JAX_COORDINATOR_ADDRESS`` (which ``jax.distributed.initialize`` reads together with
-  ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``, or detects on managed clusters). Must run before any other JAX
-  call touches the devices; a second call is a no-op.
+  ``JAX_COORDINATOR_ADDRESS`` (``host:port`` of process 0's coordinator). ``JAX_NUM_PROCESSES`` and
+  ``JAX_PROCESS_ID`` give the process count and this process's index; jax itself does not read these two
+  (jax 0.10.2 reads only ``JAX_COORDINATOR_ADDRESS`` and ``JAX_LOCAL_DEVICE_IDS``), so they are passed
+  here. Unset values are left to jax's cluster auto-detection (Cloud TPU, SLURM, Open MPI, Kubernetes).
+  On CPU, cross-process collectives use jax's default ``jax_cpu_collectives_implementation`` (``gloo``
+  in jax 0.10.2). Must run before any other JAX call touches the devices; a second call is a no-op.
 
   Args:
     force: initialise even without ``JAX_COORDINATOR_ADDRESS`` (cluster auto-detection).
 
   Returns:
     True if this call (or an earlier one) initialised the distributed runtime.
+
+  Raises:
+    ValueError: ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` is not an integer, or the index is outside
+      ``[0, JAX_NUM_PROCESSES)`` (names the variable, the expected and the actual value).
   """
   if not (force or os.environ.get("JAX_COORDINATOR_ADDRESS")):
     return False
   if getattr(maybe_initialize_distributed, "_done", False):
     return True
-  jax.distributed.initialize()
+  num_processes = _env_int("JAX_NUM_PROCESSES", minimum=1)
+  process_id = _env_int("JAX_PROCESS_ID", minimum=0)
+  if num_processes is not None and process_id is not None and process_id >= num_processes:
+    raise ValueError(
+      f"environment JAX_PROCESS_ID: expected an index in [0, JAX_NUM_PROCESSES={num_processes}), "
+      f"got {process_id}"
+    )
+  jax.distributed.initialize(num_processes=num_processes, process_id=process_id)
   maybe_initialize_distributed._done = True  # type: ignore[attr-defined]
   _log.info(
     "jax.distributed initialised: process %d of %d", jax.process_index(), jax.process_count()
   )
   return True
+
+
+def _env_int(name: str, minimum: int) -> int | None:
+  """The integer environment variable ``name`` (None if unset or empty); ValueError if malformed."""
+  raw = os.environ.get(name, "").strip()
+  if not raw:
+    return None
+  try:
+    value = int(raw)
+  except ValueError:
+    value = None
+  if value is None or value < minimum:
+    raise ValueError(f"environment {name}: expected an integer >= {minimum}, got {raw!r}")
+  return value
 
 
 def resolve_mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, int]:
