@@ -85,6 +85,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
   """Handler of ``semdepth train``; returns the exit status."""
   from semdepth_jax.train import config_utils, loop
+  from semdepth_jax.train import mesh as mesh_lib
 
   setup_logging()
   overrides = list(args.config_overrides)
@@ -94,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
   try:
     config = config_utils.load_config(args.config, overrides)
+    # Before the checks below touch the devices: a multi-process run must initialise first.
+    mesh_lib.maybe_initialize_distributed(bool(config.distributed))
     loop.check_consumers(config)
     config_utils.check_model_input(config)  # before the dataset is opened or anything is built
     loop.ensure_dataset(config.dataset, config.data_dir or None)

@@ -474,8 +474,9 @@ def ensure_dataset(
       --manual_dir``); used only when the dataset is not built yet.
 
   Raises:
-    FileNotFoundError: a dataset that needs manual files is not built and no ``manual_dir`` was given;
-      the message holds the exact ``semdepth data build`` command.
+    FileNotFoundError: a dataset that needs manual files is not built and no ``manual_dir`` was given,
+      or any unbuilt dataset in a multi-process run; the message holds the exact ``semdepth data build``
+      command.
     KeyError: unknown dataset.
   """
   import tensorflow_datasets as tfds
@@ -498,6 +499,12 @@ def ensure_dataset(
     raise FileNotFoundError(
       f"manual_dir {os.fspath(manual_dir)}: expected a folder holding the downloaded files of "
       f"{dataset}, got {problem}"
+    )
+  if jax.process_count() > 1:
+    raise FileNotFoundError(
+      f"dataset {dataset!r} is not built in {data_dir or pipeline.default_data_dir()}; a run of "
+      f"{jax.process_count()} processes does not build it (each would write the same files). Build it "
+      f"once first:\n  {pipeline.build_command(dataset, data_dir)}"
     )
   removed = remove_stale_incomplete(builder)
   if removed:

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 
 from semdepth_jax.train import checkpoint as ckpt_lib
-from semdepth_jax.train import loop
 from semdepth_jax.train import logging as log_lib
+from semdepth_jax.train import loop
 from tests.conftest import REPO_ROOT
 from tests.train import multihost_worker as worker
 
@@ -121,9 +121,7 @@ def test_two_processes_match_one_process_and_checkpoints_cross_over(tmp_path):
   ref_comps = worker.components(emulate_processes=NUM_PROCESSES)
   ref = loop.train(worker.config(), tmp_path / "ref", components=ref_comps)
   assert ref.eval_metrics["examples"] == worker.NUM_EVAL
-  part = loop.train(
-    worker.config(), tmp_path / "ref_part", components=ref_comps, stop_at_step=2
-  )
+  part = loop.train(worker.config(), tmp_path / "ref_part", components=ref_comps, stop_at_step=2)
   assert part.step == 2
   shutil.copytree(tmp_path / "ref_part", tmp_path / "from1")  # a 1-process checkpoint at step 2
 
@@ -167,3 +165,39 @@ def test_two_processes_match_one_process_and_checkpoints_cross_over(tmp_path):
   resumed = loop.train(worker.config(), tmp_path / "mh_part", components=ref_comps)
   assert resumed.step == worker.STEPS
   _assert_close(worker.state_leaves(resumed.state), ref.state, "2-process checkpoint resumed in 1")
+
+
+def test_launch_environment_is_passed_to_jax_distributed(monkeypatch):
+  from semdepth_jax.train import mesh as mesh_lib
+
+  calls = []
+  monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+  monkeypatch.setattr(mesh_lib.maybe_initialize_distributed, "_done", False, raising=False)
+  for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    monkeypatch.delenv(name, raising=False)
+  assert mesh_lib.maybe_initialize_distributed() is False and calls == []
+  monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:1234")
+  monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
+  monkeypatch.setenv("JAX_PROCESS_ID", "4")
+  with pytest.raises(ValueError, match=r"JAX_PROCESS_ID: expected an index in \[0, .*=4\), got 4"):
+    mesh_lib.maybe_initialize_distributed()
+  monkeypatch.setenv("JAX_PROCESS_ID", "x")
+  with pytest.raises(ValueError, match="JAX_PROCESS_ID: expected an integer >= 0, got 'x'"):
+    mesh_lib.maybe_initialize_distributed()
+  monkeypatch.setenv("JAX_PROCESS_ID", "3")
+  assert mesh_lib.maybe_initialize_distributed() is True
+  assert calls == [{"num_processes": 4, "process_id": 3}]
+  # Cluster auto-detection (config.distributed=True, no variables): jax chooses both.
+  monkeypatch.setattr(mesh_lib.maybe_initialize_distributed, "_done", False)
+  for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    monkeypatch.delenv(name)
+  assert mesh_lib.maybe_initialize_distributed(force=True) is True
+  assert calls[-1] == {"num_processes": None, "process_id": None}
+
+
+def test_multi_process_run_does_not_build_a_dataset(tmp_path, monkeypatch):
+  monkeypatch.setattr(loop.jax, "process_count", lambda: 2)
+  with pytest.raises(FileNotFoundError, match="a run of 2 processes does not build it") as e:
+    loop.ensure_dataset("synthetic_city/tiny", str(tmp_path / "tfds"))
+  assert "semdepth data build --dataset synthetic_city/tiny" in str(e.value)
+  assert not (tmp_path / "tfds").exists() or not any((tmp_path / "tfds").rglob("*.array_record*"))
