@@ -627,7 +627,7 @@ class _StateFactory:
     state = make(rng)
     init = self.config.get("model_init")
     if init is not None and init.get("path"):
-      variables = load_model_init(init, jax.device_get(state.variables()))
+      variables = load_model_init(init, mesh_lib.host_tree(state.variables()))
       state = make(rng, variables["params"], variables.get("batch_stats", {}))
     return state, shardings
 
@@ -1060,7 +1060,7 @@ class _Evaluations:
     runner = self._runners[split]
     report = runner.run(state.variables())
     metrics = self.writer.write(step, runner.scalars(report), split=split)
-    if split == "eval" and self.writer.writes_images and int(self.config.eval.image_summaries) > 0:
+    if split == "eval" and int(self.config.eval.image_summaries) > 0:
       _write_eval_images(self.config, self.writer, step, self.eval_model, state, runner)
     _log.info("%s at step %d (%.1fs): %s", split, step, time.perf_counter() - t0, _fmt(metrics))
     return metrics
@@ -1265,16 +1265,22 @@ def eval_summary_images(
 def _write_eval_images(config, writer, step, eval_model, state, runner: EvalRunner) -> None:
   """Draws the first ``config.eval.image_summaries`` evaluation examples to TensorBoard.
 
-  Skipped (with a log line) for datasets without meta info, e.g. the in-memory data of tests.
+  Skipped (with a log line) for datasets without meta info, e.g. the in-memory data of tests. Called by
+  every process: fetching variables sharded over several processes is a collective; process 0 draws.
   """
   try:
     get_meta(config.dataset)
   except KeyError:
     _log.info("no meta info for dataset %r: no image summaries", config.dataset)
     return
+  if not writer.writes_images and jax.process_count() == 1:
+    return
+  variables = mesh_lib.host_tree(state.variables())
+  if not writer.writes_images:
+    return
   host = next(iter(runner.iterator()))
   images = eval_summary_images(
-    config, eval_model, jax.device_get(state.variables()), host, int(config.eval.image_summaries)
+    config, eval_model, variables, host, int(config.eval.image_summaries)
   )
   writer.write_images(step, images, prefix="eval/")
 

@@ -171,6 +171,30 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec("data"))
 
 
+def host_tree(tree: Any) -> Any:
+  """Copies a pytree of arrays to host numpy arrays, also arrays sharded over several processes.
+
+  ``jax.device_get`` reads only arrays this process can address in full (or fully replicated ones); an
+  array split over the devices of several processes (a parameter sharded by a ``param_sharding`` rule
+  over an axis that spans processes) is gathered with ``multihost_utils.process_allgather``, a
+  collective: in a multi-process run every process must call this with the same tree.
+
+  Args:
+    tree: pytree of ``jax.Array`` / numpy arrays / scalars.
+
+  Returns:
+    The same structure with numpy arrays of the global shapes and dtypes.
+  """
+  from jax.experimental import multihost_utils
+
+  def one(x):
+    if isinstance(x, jax.Array) and not (x.is_fully_addressable or x.is_fully_replicated):
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+  return jax.tree.map(one, tree)
+
+
 def path_to_str(path: Sequence[Any]) -> str:
   """Joins a ``jax.tree_util`` key path into ``'a/b/c'`` (the form the regex rules match against)."""
   parts = []

@@ -152,7 +152,12 @@ def test_two_processes_match_one_process_and_checkpoints_cross_over(tmp_path):
   assert info["step"] == worker.STEPS
   _assert_close(leaves, ref.state, "1-process checkpoint resumed in 2 processes")
 
-  # A checkpoint written by 2 processes, restored and resumed by 1.
+  # A checkpoint written by 2 processes, restored and resumed by 1. Each process wrote its half of the
+  # sharded encoder kernel.
+  kernel = ref.state.params["enc"]["kernel"]
+  assert tuple(kernel.sharding.spec) == (None, None, None, "data") and kernel.shape[-1] == 8
+  for pid in range(NUM_PROCESSES):
+    assert (tmp_path / "mh" / "checkpoints" / "3" / "variables" / f"ocdbt.process_{pid}").is_dir()
   with ckpt_lib.Checkpointer(tmp_path / "mh" / "checkpoints") as ck:
     variables, _ = ck.restore_variables(worker.STEPS)
   for (path, a), b in zip(
