@@ -777,6 +777,8 @@ def _batch_size_check(plan: StagePlan, mesh: Any) -> None:
 
 def _prepare_workdir(config: Any, workdir: str) -> None:
   os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() != 0:
+    return  # process 0 alone reads and rewrites config.json (another could read it half-written)
   path = os.path.join(workdir, "config.json")
   current = config_utils.to_dict(config)
   if os.path.exists(path):
@@ -784,8 +786,7 @@ def _prepare_workdir(config: Any, workdir: str) -> None:
     changed = config_utils.diff(previous, current)
     if changed:
       _log.warning("config differs from the one in %s: %s", path, ", ".join(changed))
-  if jax.process_index() == 0:
-    config_utils.save_json(config, path)
+  config_utils.save_json(config, path)
 
 
 def train(
