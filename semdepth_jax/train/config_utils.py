@@ -402,7 +402,7 @@ def check_values(config: Any) -> None:
     _int(entry.every_steps, f"{key}.every_steps", 0, " (0 = with the main evaluation)")
     _int(entry.batch_size, f"{key}.batch_size", 0, " (0 = config.eval.batch_size)")
     _int(entry.max_batches, f"{key}.max_batches", 0, " (0 = the whole split)")
-  _int(config.data.num_threads, "config.data.num_threads", 1)
+  _int(config.data.num_threads, "config.data.num_threads", 0, " (0 = synchronously)")
   _int(config.data.prefetch, "config.data.prefetch", 0)
   _int(config.data.worker_count, "config.data.worker_count", 0)
   if config.num_classes is not None:
