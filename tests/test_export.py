@@ -347,3 +347,44 @@ def test_export_cli_size_batch_platforms(trained_workdir, tmp_path):
   np.testing.assert_allclose(got["seg_probs"].sum(-1), 1.0, rtol=1e-5)
   with pytest.raises(SystemExit):
     main([*cmd, "--size", "8"])
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", ["deeplab_sid", "unet"])
+def test_exported_models_equal_jax_on_real_images(name, shared_data, tmp_path):
+  """StableHLO and ONNX on real photos (NYUv2 indoor, KITTI outdoor) resized to the export size."""
+  from semdepth_jax import predict, resize
+
+  files = [
+    shared_data / "nyu_depth_v2_samples" / "joint" / "000433.png",
+    shared_data / "kitti_samples" / "depth_sparse" / "rgb" / "0000000005.png",
+  ]
+  x = np.concatenate(
+    [
+      np.asarray(resize.image(jnp.asarray(predict.read_image(f)[None], jnp.float32) / 255.0, SIZE))
+      for f in files
+    ]
+  ).clip(0.0, 1.0)  # the antialiased resize can overshoot by ~1e-7
+  assert x.shape == (2, *SIZE, 3) and x.std() > 0.05
+  model = models.get_model(name, **TINY[name])
+  variables = random_variables(model)
+  ref = reference(model, variables, x)
+  fmts = {"stablehlo": "dynamic"}
+  if _has_onnx():
+    fmts["onnx"] = 2
+  for fmt, batch in fmts.items():
+    path = export.export_model(
+      model, variables, tmp_path / f"{name}.{fmt}", fmt=fmt, input_size=SIZE, batch=batch
+    )
+    got = export.load_exported(path).run(x)
+    for k in ref:
+      np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-5, err_msg=f"{name} {fmt} {k}")
+
+
+def _has_onnx() -> bool:
+  try:
+    import jax2onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
+  except ImportError:
+    return False
+  return True
