@@ -16,6 +16,13 @@ Writes ``ROOT/[steps<N>/]coarse_router_accuracy.md`` / ``.json``: per seed and s
 number of images and the median / min / max of the routed maximum depth, and the overall accuracy over
 all images, averaged over the sets, and over the indoor and the outdoor images separately (CamVid's 367
 frames dominate the overall number).
+
+Measured (``--size tiny --seeds 3 --steps 100 --outdoor synthetic_city/tiny``, ~7 min on 2 loaded cores):
+every image of every set goes to the high-range network on every seed (indoor accuracy 0 / 31, outdoor
+373 / 373; "all images" 0.923 only because CamVid dominates). The coarse network's prediction saturates near
+7 m (max depth 6.3-7.1 m on every image, indoor or outdoor), above sigma = 5.89 m, so no sigma separates
+the sets. A real-data router test needs a coarse network that predicts far depth outdoors and near depth
+indoors first (longer training, the full synthetic_city, or a larger size); the test is not committed.
 """
 
 from __future__ import annotations
