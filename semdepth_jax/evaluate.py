@@ -305,9 +305,27 @@ def depth_source_note(protocol: metrics.Protocol, meta: Any) -> str | None:
   ):
     return (
       f"protocol {protocol.name!r} on {name!r} scores the in-painted `depths`; the published NYU numbers "
-      f"use the raw Kinect depth: evaluate on {name}_raw (rawDepths) to compare with them"
+      f"use the raw Kinect depth: build {name}_raw (rawDepths; `semdepth evaluate` then scores it by "
+      "default) to compare with them"
     )
   return None
+
+
+def raw_depth_twin(protocol: metrics.Protocol, meta: Any) -> str | None:
+  """``nyu_depth_v2_labeled/<c>_raw`` when an NYU protocol would score in-painted config ``<c>``, else None."""
+  if depth_source_note(protocol, meta) is None:
+    return None
+  return f"{meta.name}_raw"
+
+
+def raw_twin_built(dataset: str, data_dir: str | None) -> bool:
+  """Whether ``dataset`` is built in ``data_dir`` (False for an unknown name or config)."""
+  from semdepth_jax.data import pipeline
+
+  try:
+    return bool(pipeline.get_builder(dataset, data_dir).is_prepared())
+  except (KeyError, ValueError):
+    return False
 
 
 def protocol_mismatch(protocol: metrics.Protocol, dataset: str) -> str | None:
@@ -423,6 +441,14 @@ class Evaluation:
       )
     self.protocol = resolve_protocol(settings.protocol, meta)
     self.warnings: list[str] = []
+    raw = raw_depth_twin(self.protocol, meta)
+    if raw and not settings.dataset and raw_twin_built(raw, data_dir or config.data_dir or None):
+      # The field's NYU numbers score rawDepths: by default score the raw twin of the training data
+      # (same frames, labels and splits) when it is built.
+      _log.info(
+        "depth protocol %s: scoring %s (rawDepths) instead of %s", self.protocol.name, raw, dataset
+      )
+      dataset, meta = raw, _meta_of(raw)
     for note in (protocol_mismatch(self.protocol, dataset), depth_source_note(self.protocol, meta)):
       if note:
         self.warnings.append(note)

@@ -252,3 +252,39 @@ def test_nyu_protocol_on_inpainted_depth_is_flagged():
   )
   # The raw configs keep the dataset's default protocol.
   assert mt.dataset_protocol(meta.get_meta("nyu_depth_v2_labeled/40_raw")).name == "nyu_eigen"
+
+
+@pytest.mark.parametrize("built", [True, False])
+def test_nyu_evaluation_scores_the_raw_twin_when_it_is_built(built, monkeypatch):
+  """Default NYU evaluation of an in-painted run scores rawDepths (the field's convention) if built."""
+  import jax
+
+  from semdepth_jax import evaluate
+  from semdepth_jax.train import config_utils
+  from semdepth_jax.train import mesh as mesh_lib
+
+  asked = []
+
+  def fake_built(dataset, data_dir):
+    asked.append(dataset)
+    return built
+
+  monkeypatch.setattr(evaluate, "raw_twin_built", fake_built)
+  config = config_utils.load_config(
+    "configs/ssegdepnet.py:model=unet,size=tiny", ["--config.dataset=nyu_depth_v2_labeled"]
+  )
+  model = evaluate.ConstantModel(depth=2.0, label=0, num_classes=40)
+  mesh = mesh_lib.make_mesh((1, 1), devices=jax.devices()[:1])
+  ev = evaluate.Evaluation(model, config, evaluate.EvalSettings(split="test"), mesh=mesh)
+  assert asked == ["nyu_depth_v2_labeled/40_raw"]
+  assert ev.protocol.name == "nyu_eigen"
+  if built:
+    assert ev.dataset == "nyu_depth_v2_labeled/40_raw" and not ev.warnings
+  else:
+    assert ev.dataset == "nyu_depth_v2_labeled"
+    assert any("in-painted" in w and "40_raw" in w for w in ev.warnings)
+  # An explicitly named dataset is never switched.
+  asked.clear()
+  named = evaluate.EvalSettings(split="test", dataset="nyu_depth_v2_labeled/40")
+  ev = evaluate.Evaluation(model, config, named, mesh=mesh)
+  assert ev.dataset == "nyu_depth_v2_labeled/40" and asked == []
