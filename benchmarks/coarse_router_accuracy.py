@@ -25,9 +25,10 @@ the sets. A real-data router test needs a coarse network that predicts far depth
 indoors first (longer training, the full synthetic_city, or a larger size); the test is not committed.
 The ~7 m ceiling is where the soft expectation of a near-uniform distribution over the 0.7-80 m log10
 bins lands (about sqrt(0.7 * 80) = 7.5 m): the classification branch has not learnt yet. With ``--loss reg``
-(regression branch decoded; one seed only, ``--seeds 1 --steps 100``, not a distribution) Replica
-validation (max depth 3.5-5.3 m) and every outdoor set (6.6-16.1 m) were routed correctly, NYU 0 / 10 (its
-predicted max depth 7.1-14.4 m lies above sigma).
+(regression branch decoded; ``--seeds 3 --steps 100``) the depth scale varies wildly between seeds: seed 0
+routes Replica 21/21 and every outdoor set correctly but NYU 0/10 (its max depth 7.1-14.4 m), seed 1
+collapses to ~1.5-2.2 m everywhere (all low), seed 2 is in between (all images 0.881, indoor 0.839, outdoor
+0.885): no CPU-size setting tried routes reliably yet.
 """
 
 from __future__ import annotations
