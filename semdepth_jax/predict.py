@@ -899,10 +899,9 @@ def predict_images(
   _check_model_runs(inf, trained.variables)
   dense = jax.jit(inf.dense)
   outputs, errors = _predict_files(
-    lambda x: dense(trained.variables, x),
+    lambda f, x: (dense(trained.variables, x), meta, ""),
     images,
     out_dir,
-    meta,
     ply=ply,
     intrinsics=intrinsics,
     ply_color=ply_color,
@@ -913,10 +912,9 @@ def predict_images(
 
 
 def _predict_files(
-  dense: Any,
+  run: Any,
   images: Sequence[str | os.PathLike],
   out_dir: str | os.PathLike,
-  meta: Any,
   *,
   ply: bool,
   intrinsics: Sequence[float] | None,
@@ -924,7 +922,11 @@ def _predict_files(
   ply_binary: bool,
   log: Any,
 ) -> tuple[dict[str, list[str]], dict[str, str]]:
-  """Reads each image, runs ``dense`` ((1, H, W, 3) [0, 1] -> ``depth`` / ``probs`` at (H, W)), writes."""
+  """Reads each image, runs it and writes its files (plain, exported and routed prediction share this).
+
+  ``run(path, x)`` takes the file and its image (1, H, W, 3) in [0, 1] and returns ``(preds, meta, note)``:
+  ``depth`` / ``probs`` at (H, W), the dataset meta to write them with, and a suffix for the log line.
+  """
   files, errors = gather_images(images, log)
   outputs: dict[str, list[str]] = {}
   for f in files:
@@ -934,7 +936,8 @@ def _predict_files(
       errors[str(f)] = str(e)
       continue
     x = jnp.asarray(img[None].astype(np.float32) / np.float32(255.0))
-    preds = jax.device_get(dense(x))
+    preds, meta, note = run(f, x)
+    preds = jax.device_get(preds)
     host: dict[str, np.ndarray] = {}
     if "depth" in preds:
       host["depth"] = np.asarray(preds["depth"][0], np.float32)
@@ -953,7 +956,7 @@ def _predict_files(
       ply_binary=ply_binary,
     )
     if log is not None:
-      log(f"{f} ({img.shape[0]}x{img.shape[1]}): {len(outputs[str(f)])} files")
+      log(f"{f} ({img.shape[0]}x{img.shape[1]}): {len(outputs[str(f)])} files{note}")
   return outputs, errors
 
 
@@ -1008,10 +1011,9 @@ def predict_exported(
     return preds
 
   outputs, errors = _predict_files(
-    dense,
+    lambda f, x: (dense(x), meta, ""),
     images,
     out_dir,
-    meta,
     ply=ply,
     intrinsics=intrinsics,
     ply_color=ply_color,

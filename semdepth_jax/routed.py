@@ -296,56 +296,48 @@ def predict_routed(
   """
   from semdepth_jax import predict
 
+  if ply and intrinsics is None:
+    for name, trained in system.networks.items():
+      if trained.meta.intrinsics is None:
+        raise ValueError(
+          f"--ply needs camera intrinsics: dataset {trained.meta.name!r} of the {name}-range network has "
+          "none in its meta info; pass --intrinsics fx,fy,cx,cy (pixels of the input images)"
+        )
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  files, errors = predict.gather_images(images, log)
-  outputs: dict[str, list[str]] = {}
   with open(out / ROUTING_FILE, "w", encoding="utf-8") as record:
-    for f in files:
-      try:
-        img = predict.read_image(f)
-      except predict.ImageError as e:
-        errors[str(f)] = str(e)
-        continue
-      x = jnp.asarray(img[None].astype(np.float32) / np.float32(255.0))
+
+    def run(path, x):
       is_low, rout = system.route(x)
       decision = routing.LOW if is_low[0] else routing.HIGH
       trained = system.networks[decision]
-      preds = system.dense(decision, x)
-      host = {"depth": np.asarray(preds["depth"][0], np.float32)}
-      if "probs" in preds:
-        host["labels"] = np.argmax(np.asarray(preds["probs"][0]), axis=-1).astype(np.int32)
-      k = None
-      if ply:
-        k = predict.image_intrinsics(trained.meta, img.shape[0], img.shape[1], intrinsics)
-      try:
-        written = predict.write_prediction(
-          out,
-          f.stem,
-          img,
-          host,
-          trained.meta,
-          intrinsics=k,
-          ply=ply,
-          ply_color=ply_color,
-          ply_binary=ply_binary,
-        )
-      except ValueError as e:
-        errors[str(f)] = str(e)
-        continue
+      evidence = system.router.evidence(rout, 0)
       entry = {
-        "image": str(f),
+        "image": str(path),
         "decision": decision,
         "model": trained.workdir,
         "router": system.router.kind,
-        **system.router.evidence(rout, 0),
       }
-      record.write(json.dumps(entry) + "\n")
+      record.write(json.dumps({**entry, **evidence}) + "\n")
       record.flush()
-      outputs[str(f)] = [*written, str(out / ROUTING_FILE)]
-      if log is not None:
-        ev = ", ".join(f"{k}={v}" for k, v in system.router.evidence(rout, 0).items())
-        log(f"{f}: {decision} range ({ev}) -> {trained.workdir}")
+      ev = ", ".join(f"{k}={v}" for k, v in evidence.items())
+      return (
+        system.dense(decision, x),
+        trained.meta,
+        f"; {decision} range ({ev}) -> {trained.workdir}",
+      )
+
+    outputs, errors = predict._predict_files(
+      run,
+      images,
+      out,
+      ply=ply,
+      intrinsics=intrinsics,
+      ply_color=ply_color,
+      ply_binary=ply_binary,
+      log=log,
+    )
+  outputs = {f: [*written, str(out / ROUTING_FILE)] for f, written in outputs.items()}
   return predict.PredictResult(
     outputs=outputs, errors=errors, step=system.networks[routing.LOW].step
   )
