@@ -120,6 +120,76 @@ def _convert(name, model, torch_model, table, image, transposed=(), labels=None)
   return apply_key_table(state, table, target, where=f"PyTorch reference of {name}")
 
 
+def _pair_unet(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  import benchmarks.torch_references as refs
+  from semdepth_jax.models import get_model
+
+  attrs = (
+    {"num_classes": 3, "base_width": 4, "depth": 1, "dropout_rate": 0.05}
+    if smoke
+    else {"num_classes": 14, "base_width": 64, "depth": 4, "dropout_rate": 0.05}
+  )
+  model = get_model("unet", **attrs)
+  ref = refs.build_unet(**attrs)
+  refs.randomise_batchnorm(ref, seed + 1)
+  variables = _convert("unet", model, ref, refs.unet_key_table(attrs["depth"]), image, ("ups.",))
+  return Pair("unet", model, variables, ref, "seg_logits", refs.nhwc, attrs, _image_input)
+
+
+def _pair_scrx(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  import benchmarks.torch_references as refs
+  from semdepth_jax.models import get_model
+
+  attrs = (
+    {"widths": (4, 4, 4), "refine_widths": (4, 3)}
+    if smoke
+    else {"widths": (128, 64, 32, 16), "refine_widths": (128, 63)}
+  )
+  model = get_model("scrx", use_ohess=False, **attrs)
+  ref = refs.build_scrx(**attrs)
+  refs.randomise_batchnorm(ref, seed + 1)
+  table = refs.scrx_key_table(attrs["widths"], attrs["refine_widths"])
+  variables = _convert("scrx", model, ref, table, image)
+  attrs = {"use_ohess": False, **attrs}
+  return Pair("scrx", model, variables, ref, "depth", refs.nhwc, attrs, _image_input)
+
+
+def _pair_cnn3d_up(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  import torch
+
+  import benchmarks.torch_references as refs
+  from semdepth_jax.models import get_model
+
+  width = 4 if smoke else 64
+  attrs = {
+    "num_classes": 3 if smoke else 14,
+    "widths": (width,) * 3,
+    "bottleneck_width": width,
+    "up_widths": (width,) * 2,
+  }
+  model = get_model("cnn3d_up", **attrs)
+  ref = refs.build_cnn3d_up(attrs["widths"], attrs["bottleneck_width"], attrs["up_widths"])
+  refs.randomise_batchnorm(ref, seed + 1)
+  with (
+    torch.no_grad()
+  ):  # a positive head bias keeps the ReLU output alive (else the check is vacuous)
+    ref.deconv[-1].bias.fill_(0.5)
+  labels = np.zeros(image.shape[:3], np.int32)
+  table = refs.cnn3d_up_key_table()
+  variables = _convert("cnn3d_up", model, ref, table, image, ("deconv.",), labels)
+  return Pair("cnn3d_up", model, variables, ref, "depth", refs.nhwc, attrs, _volume_input(attrs), 3)
+
+
+PAIR_BUILDERS: dict[str, Callable[[bool, np.ndarray, int], Pair]] = {
+  "unet": _pair_unet,
+  "scrx": _pair_scrx,
+  "cnn3d_up": _pair_cnn3d_up,
+}
+"""Registry name -> ``(smoke, image NHWC float32 [0, 1], seed) -> Pair``: both implementations of the
+family with the same random weights (paper widths, or tiny ones with ``smoke``). A family's entry here and
+its input size in :data:`PAPER_SIZE` are all that is needed to add it to the comparison."""
+
+
 def build_pair(name: str, smoke: bool, image: np.ndarray, seed: int = 0) -> Pair:
   """Builds the two implementations of ``name`` (paper widths, or tiny ones with ``smoke``).
 
@@ -128,57 +198,10 @@ def build_pair(name: str, smoke: bool, image: np.ndarray, seed: int = 0) -> Pair
   """
   import torch
 
-  import benchmarks.torch_references as refs
-  from semdepth_jax.models import get_model
-
-  torch.manual_seed(seed)
-  if name == "unet":
-    attrs = (
-      {"num_classes": 3, "base_width": 4, "depth": 1, "dropout_rate": 0.05}
-      if smoke
-      else {"num_classes": 14, "base_width": 64, "depth": 4, "dropout_rate": 0.05}
-    )
-    model = get_model("unet", **attrs)
-    ref = refs.build_unet(**attrs)
-    table, transposed, key = refs.unet_key_table(attrs["depth"]), ("ups.",), "seg_logits"
-  elif name == "scrx":
-    attrs = (
-      {"widths": (4, 4, 4), "refine_widths": (4, 3)}
-      if smoke
-      else {"widths": (128, 64, 32, 16), "refine_widths": (128, 63)}
-    )
-    model = get_model("scrx", use_ohess=False, **attrs)
-    ref = refs.build_scrx(**attrs)
-    attrs = {"use_ohess": False, **attrs}
-    table, transposed, key = (
-      refs.scrx_key_table(attrs["widths"], attrs["refine_widths"]),
-      (),
-      "depth",
-    )
-  elif name == "cnn3d_up":
-    width = 4 if smoke else 64
-    attrs = {
-      "num_classes": 3 if smoke else 14,
-      "widths": (width,) * 3,
-      "bottleneck_width": width,
-      "up_widths": (width,) * 2,
-    }
-    model = get_model("cnn3d_up", **attrs)
-    ref = refs.build_cnn3d_up(attrs["widths"], attrs["bottleneck_width"], attrs["up_widths"])
-    table, transposed, key = refs.cnn3d_up_key_table(), ("deconv.",), "depth"
-    refs.randomise_batchnorm(ref, seed + 1)
-    with (
-      torch.no_grad()
-    ):  # a positive head bias keeps the ReLU output alive (else the check is vacuous)
-      ref.deconv[-1].bias.fill_(0.5)
-    labels = np.zeros(image.shape[:3], np.int32)
-    variables = _convert(name, model, ref, table, image, transposed, labels)
-    return Pair(name, model, variables, ref, key, refs.nhwc, attrs, _volume_input(attrs), 3)
-  else:
+  if name not in PAIR_BUILDERS:
     raise KeyError(f"compare: no PyTorch reference for {name!r}")
-  refs.randomise_batchnorm(ref, seed + 1)
-  variables = _convert(name, model, ref, table, image, transposed)
-  return Pair(name, model, variables, ref, key, refs.nhwc, attrs, _image_input)
+  torch.manual_seed(seed)
+  return PAIR_BUILDERS[name](smoke, image, seed)
 
 
 def _image_input(image: np.ndarray, labels: np.ndarray) -> Any:
@@ -530,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     "models": [],
   }
   for name in names:
-    if name not in PAPER_SIZE:
+    if name not in PAIR_BUILDERS:
       results["models"].append(
         {"model": name, "status": "no reference", "reason": NO_REFERENCE.get(name, "none written")}
       )
