@@ -1,7 +1,9 @@
 """Side-by-side speed of this library (JAX) and PyTorch on the same architectures, weights and inputs.
 
-For every requested registered family with a PyTorch reference (``benchmarks/torch_references.py``:
-paper 000's U-Net, SCRX and 3D CNN-UP, written from docs/model_spec.md §1.1, §1.2, §1.4), in one process:
+For every requested registered family with a PyTorch reference (:data:`PAIR_BUILDERS`;
+``benchmarks/torch_references.py``: paper 000's U-Net, SCRX and 3D CNN-UP, written from
+docs/model_spec.md §1.1, §1.2, §1.4; paper 003's Semantic-MD baseline is segmentation_models_pytorch's own
+``Unet('tu-efficientnet_b4')``), in one process:
 
 1. build both models; the PyTorch one gets random weights (BatchNorm affine parameters and running
    statistics randomised too) and they go into our variables through the weight converter's key table
@@ -62,8 +64,17 @@ if _ROOT not in sys.path:
 TOL = 1e-4
 """Equality tolerance: ``max |jax - torch| <= TOL * max(1, max |torch|)`` in inference mode, float32."""
 
-PAPER_SIZE = {"unet": (192, 320), "scrx": (192, 320), "cnn3d_up": (192, 320)}
-"""Paper 000's input size (H, W) per family (docs/model_spec.md §1)."""
+PAPER_SIZE = {
+  "unet": (192, 320),
+  "scrx": (192, 320),
+  "cnn3d_up": (192, 320),
+  "semantic_md": (256, 256),
+}
+"""The paper's input size (H, W) per family (docs/model_spec.md §1, §4.5)."""
+
+SMOKE_SIZE = {"semantic_md": (64, 64)}
+"""``--smoke`` input size where 16x16 does not fit: smp U-Nets need H, W divisible by 32, and at 32x32
+(1x1 bottom features, batch-statistics BatchNorm) the random EfficientNet saturates the sigmoid."""
 
 NO_REFERENCE = {
   "cnn3d_s": "3-D CNN (paper 000 §1.3); no PyTorch reference written yet",
@@ -76,7 +87,6 @@ NO_REFERENCE = {
   "deeplab_sid": "paper 002; backbone parity only (torchvision ResNet, tests/parity)",
   "deeplab_regression": "paper 002; backbone parity only (torchvision ResNet, tests/parity)",
   "ds_sidenet": "paper 004; no PyTorch reference written yet",
-  "semantic_md": "paper 003; smp reference exists (tests/parity) but is not wired into compare.py yet",
 }
 """Registered families without a whole-model PyTorch reference here, with the reason."""
 
@@ -180,10 +190,63 @@ def _pair_cnn3d_up(smoke: bool, image: np.ndarray, seed: int) -> Pair:
   return Pair("cnn3d_up", model, variables, ref, "depth", refs.nhwc, attrs, _volume_input(attrs), 3)
 
 
+def _pair_semantic_md(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  """Semantic-MD baseline (paper 003) against ``smp.Unet('tu-efficientnet_b4', classes=1, sigmoid)``.
+
+  The R3 reference model itself (segmentation_models_pytorch, from the ``parity`` extra), converted with
+  the library's ``semantic_md.smp_key_table``; EfficientNet-B0 with ``smoke``. Its BatchNorm layers get
+  random affine parameters and running statistics equal to the batch statistics of ``image`` (random
+  running statistics would saturate the sigmoid head through 32 MBConv blocks and make the check weak).
+  Compared output: ``depth`` in [0, 1] (the sigmoid, before the 15 m scale).
+  """
+  import segmentation_models_pytorch as smp  # the parity extra
+  import torch
+
+  import benchmarks.torch_references as refs
+  from semdepth_jax.models import get_model
+  from semdepth_jax.models.semantic_md import smp_key_table
+
+  arch = "efficientnet_b0" if smoke else "efficientnet_b4"
+  ref = smp.Unet(f"tu-{arch}", encoder_weights=None, classes=1, activation="sigmoid")
+  model = get_model("semantic_md", encoder={"name": arch})
+  g = torch.Generator().manual_seed(seed + 1)
+  bns = [m for m in ref.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+  with torch.no_grad():
+    for m in bns:
+      m.weight.copy_(0.2 + 0.3 * torch.rand(m.num_features, generator=g))
+      m.bias.copy_(0.2 * torch.randn(m.num_features, generator=g))
+      m.momentum = 1.0
+    ref.train()
+    ref(_normalised_input(image, None))
+    for m in bns:
+      m.momentum = 0.1
+  ref.eval()
+  variables = _convert("semantic_md", model, ref, smp_key_table(model), image)
+  attrs = {
+    "encoder": arch,
+    "decoder_channels": [256, 128, 64, 32, 16],
+    "depth_activation": "sigmoid",
+  }
+  return Pair("semantic_md", model, variables, ref, "depth", refs.nhwc, attrs, _normalised_input)
+
+
+def _normalised_input(image: np.ndarray, labels: np.ndarray | None) -> Any:
+  """ImageNet-normalised NCHW tensor: what smp/timm models receive (ours normalise [0, 1] RGB inside)."""
+  import torch
+
+  import benchmarks.torch_references as refs
+  from semdepth_jax.models.backbones import IMAGENET
+
+  del labels
+  mean, std = np.asarray(IMAGENET.mean, np.float32), np.asarray(IMAGENET.std, np.float32)
+  return refs.nchw((np.asarray(image, np.float32) - mean) / std, torch)
+
+
 PAIR_BUILDERS: dict[str, Callable[[bool, np.ndarray, int], Pair]] = {
   "unet": _pair_unet,
   "scrx": _pair_scrx,
   "cnn3d_up": _pair_cnn3d_up,
+  "semantic_md": _pair_semantic_md,
 }
 """Registry name -> ``(smoke, image NHWC float32 [0, 1], seed) -> Pair``: both implementations of the
 family with the same random weights (paper widths, or tiny ones with ``smoke``). A family's entry here and
@@ -363,7 +426,7 @@ def compare_model(name: str, args: argparse.Namespace, torch_device: str) -> dic
   import jax
   import torch
 
-  h, w = args.size or ((16, 16) if args.smoke else PAPER_SIZE[name])
+  h, w = args.size or (SMOKE_SIZE.get(name, (16, 16)) if args.smoke else PAPER_SIZE[name])
   image = np.random.default_rng(args.seed).random((args.batch, h, w, 3)).astype(np.float32)
   rec: dict[str, Any] = {"model": name, "batch": args.batch, "size": [h, w]}
   pair = build_pair(name, args.smoke, image, args.seed)

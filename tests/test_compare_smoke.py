@@ -27,7 +27,7 @@ def test_compare_smoke_runs_and_implementations_agree(tmp_path):
   by_name = {r["model"]: r for r in results["models"]}
   assert sorted(by_name) == sorted(known_models())  # no family silently dropped
   compared = [r for r in results["models"] if r["status"] != "no reference"]
-  assert {r["model"] for r in compared} >= {"unet", "scrx", "cnn3d_up"}
+  assert {r["model"] for r in compared} >= {"unet", "scrx", "cnn3d_up", "semantic_md"}
   for r in compared:
     assert r["status"] == "ok", r
     assert r["equality"]["ok"] and r["equality"]["max_abs_diff"] <= compare.TOL, r["equality"]
