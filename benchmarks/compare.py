@@ -1,11 +1,15 @@
 """Side-by-side speed of this library (JAX) and PyTorch on the same architectures, weights and inputs.
 
 For every requested registered family with a PyTorch reference (``benchmarks/torch_references.py``:
-paper 000's U-Net, SCRX and 3D CNN-UP, written from docs/model_spec.md §1.1, §1.2, §1.4), in one process:
+paper 000's U-Net, SCRX and 3D CNN-UP, written from docs/model_spec.md §1.1, §1.2, §1.4;
+``benchmarks/torch_references_001_002.py``: paper 001's DeepLab-VGG, DepthNet, HybridNet A1 / A2 and paper
+002's DeepLab-v2 ResNet-101 with its segmentation / depth-bin / regression head, §2, §3.1), in one process:
 
 1. build both models; the PyTorch one gets random weights (BatchNorm affine parameters and running
-   statistics randomised too) and they go into our variables through the weight converter's key table
-   (``semdepth_jax.weights.keymap.apply_key_table``, strict);
+   statistics randomised too; papers 001 / 002: each convolution and linear layer rescaled to unit output
+   RMS on the input, ``calibrate_scales``, so Caffe-range inputs give O(1) outputs) and they go into our
+   variables through the weight converter's key table (``semdepth_jax.weights.keymap.apply_key_table``,
+   strict);
 2. check that both give the same output on one input in inference mode: ``max |jax - torch| <= 1e-4 *
    max(1, max |torch|)`` and a non-zero output, in full float32 (TF32 off in both for the check). A
    model that fails is reported as ``mismatch`` and never timed;
@@ -216,11 +220,10 @@ def _pair_paper002(name: str, smoke: bool, image: np.ndarray, seed: int) -> Pair
       attrs["depth_bins"] = ("sid", 1.0, 80.0, 8)
   model = get_model(name, **attrs)
   head, key = _PAPER002_HEADS[name]
-  channels = {
-    "aspp_seg": model.num_classes,
-    "aspp_bins": model.num_depth_classes if name == "deeplab_sid" else 0,
-    "aspp_depth": 1,
-  }[head]
+  if head == "aspp_bins":
+    channels = model.num_depth_classes
+  else:
+    channels = model.num_classes if head == "aspp_seg" else 1
   ref = refs2.build_deeplab_v2({head: channels}, depths, rates)
   refs2.randomise_frozen_batchnorm(ref, seed + 1)
   refs2.calibrate_scales(ref, refs.nchw(image[:1, :64, :64], torch))
