@@ -2,12 +2,16 @@
 
 For every requested registered family with a PyTorch reference (:data:`PAIR_BUILDERS`;
 ``benchmarks/torch_references.py``: paper 000's U-Net, SCRX and 3D CNN-UP, written from
-docs/model_spec.md §1.1, §1.2, §1.4; paper 003's Semantic-MD baseline is segmentation_models_pytorch's own
-``Unet('tu-efficientnet_b4')``), in one process:
+docs/model_spec.md §1.1, §1.2, §1.4; ``benchmarks/torch_references_001_002.py``: paper 001's
+DeepLab-VGG, DepthNet, HybridNet A1 / A2 and paper 002's DeepLab-v2 ResNet-101 with its segmentation /
+depth-bin / regression head, §2, §3.1; paper 003's Semantic-MD baseline is segmentation_models_pytorch's
+own ``Unet('tu-efficientnet_b4')``), in one process:
 
 1. build both models; the PyTorch one gets random weights (BatchNorm affine parameters and running
-   statistics randomised too) and they go into our variables through the weight converter's key table
-   (``semdepth_jax.weights.keymap.apply_key_table``, strict);
+   statistics randomised too; papers 001 / 002: each convolution and linear layer rescaled to unit output
+   RMS on the input, ``calibrate_scales``, so Caffe-range inputs give O(1) outputs) and they go into our
+   variables through the weight converter's key table (``semdepth_jax.weights.keymap.apply_key_table``,
+   strict);
 2. check that both give the same output on one input in inference mode: ``max |jax - torch| <= 1e-4 *
    max(1, max |torch|)`` and a non-zero output, in full float32 (TF32 off in both for the check). A
    model that fails is reported as ``mismatch`` and never timed;
@@ -68,9 +72,18 @@ PAPER_SIZE = {
   "unet": (192, 320),
   "scrx": (192, 320),
   "cnn3d_up": (192, 320),
+  "deeplab_vgg": (320, 320),
+  "depthnet": (320, 320),
+  "hybridnet_a1": (320, 320),
+  "hybridnet_a2": (320, 320),
+  "deeplab_v2": (420, 800),
+  "deeplab_sid": (420, 800),
+  "deeplab_regression": (420, 800),
   "semantic_md": (256, 256),
 }
-"""The paper's input size (H, W) per family (docs/model_spec.md §1, §4.5)."""
+"""The paper's training input size (H, W) per family (docs/model_spec.md §1; paper 001's 320 x 320 crops,
+``configs/hybridnet.py``; paper 002's 420 x 800 crops, ``configs/deeplab_sid.py``; paper 003's 256 x 256,
+§4.5)."""
 
 SMOKE_SIZE = {"semantic_md": (64, 64)}
 """``--smoke`` input size where 16x16 does not fit: smp U-Nets need H, W divisible by 32, and at 32x32
@@ -79,13 +92,6 @@ SMOKE_SIZE = {"semantic_md": (64, 64)}
 NO_REFERENCE = {
   "cnn3d_s": "3-D CNN (paper 000 §1.3); no PyTorch reference written yet",
   "ssegdepnet": "two-stage U-Net + depth net; compare its parts (unet, scrx)",
-  "deeplab_vgg": "paper 001; block-level references only (tests/parity/test_hybridnet_parity.py)",
-  "depthnet": "paper 001; block-level references only (tests/parity/test_hybridnet_parity.py)",
-  "hybridnet_a1": "paper 001; block-level references only (tests/parity/test_hybridnet_parity.py)",
-  "hybridnet_a2": "paper 001; block-level references only (tests/parity/test_hybridnet_parity.py)",
-  "deeplab_v2": "paper 002; backbone parity only (torchvision ResNet, tests/parity)",
-  "deeplab_sid": "paper 002; backbone parity only (torchvision ResNet, tests/parity)",
-  "deeplab_regression": "paper 002; backbone parity only (torchvision ResNet, tests/parity)",
   "ds_sidenet": "paper 004; no PyTorch reference written yet",
 }
 """Registered families without a whole-model PyTorch reference here, with the reason."""
@@ -242,11 +248,141 @@ def _normalised_input(image: np.ndarray, labels: np.ndarray | None) -> Any:
   return refs.nchw((np.asarray(image, np.float32) - mean) / std, torch)
 
 
+_PAPER002_HEADS = {
+  "deeplab_v2": ("aspp_seg", "seg_logits"),
+  "deeplab_sid": ("aspp_bins", "depth_logits"),
+  "deeplab_regression": ("aspp_depth", "depth"),
+}
+"""Paper 002 family -> (its ASPP head, the output compared and trained)."""
+
+
+def _pair_paper002(name: str, smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  """DeepLab-v2 ResNet-101 (docs/model_spec.md §3.1) with the family's one head.
+
+  Compared output: ``seg_logits`` (deeplab_v2), ``depth_logits`` over the bins (deeplab_sid) or ``depth``
+  in metres (deeplab_regression), all upsampled to the input size. Paper: the registry defaults
+  (ResNet-101, rates 6/12/18/24, K = 71 SID bins, 21 classes). Smoke: ResNet depths (1, 1, 1, 1) at full
+  widths (torchvision's ResNet fixes the widths), rates 1-4 (the stride-8 map of a 16 x 16 input is 3 x 3),
+  8 bins, 3 classes.
+  """
+  import torch
+
+  import benchmarks.torch_references as refs
+  import benchmarks.torch_references_001_002 as refs2
+  from semdepth_jax.models import get_model
+
+  depths, rates = ((1, 1, 1, 1), (1, 2, 3, 4)) if smoke else ((3, 4, 23, 3), (6, 12, 18, 24))
+  attrs: dict[str, Any] = {"num_classes": 3} if smoke else {}
+  if smoke:
+    attrs.update(backbone={"name": "resnet101_deeplab", "depths": depths}, aspp_rates=rates)
+    if name == "deeplab_sid":
+      attrs["depth_bins"] = ("sid", 1.0, 80.0, 8)
+  model = get_model(name, **attrs)
+  head, key = _PAPER002_HEADS[name]
+  if head == "aspp_bins":
+    channels = model.num_depth_classes
+  else:
+    channels = model.num_classes if head == "aspp_seg" else 1
+  ref = refs2.build_deeplab_v2({head: channels}, depths, rates)
+  refs2.randomise_frozen_batchnorm(ref, seed + 1)
+  refs2.calibrate_scales(ref, refs.nchw(image[:1, :64, :64], torch))
+  table = refs2.deeplab_v2_key_table([head], depths, rates)
+  variables = _convert(name, model, ref, table, image)
+  return Pair(name, model, variables, ref, key, refs.nhwc, attrs, _image_input)
+
+
+_PAPER001_SMOKE = {
+  "backbone": {"widths": ((2, 2), (3, 3), (4, 4, 4), (5, 5, 5), (6, 6, 6))},
+  "aspp": {"width": 6, "rates": (1, 2, 3, 4)},
+  "global_net": {"widths": (3, 4, 4, 4, 3), "fc_hidden": 5},
+  "gradient_net": {"widths": (3, 4, 4, 4, 3)},
+  "refine": {"conv1_width": 3, "widths": (4, 4, 4)},
+}
+"""Tiny sub-network widths of the paper-001 families with ``smoke`` (like ``tests/test_export.py``)."""
+
+_PAPER001_PARTS = {
+  "deeplab_vgg": ("backbone", "aspp"),
+  "depthnet": ("global_net", "gradient_net", "refine"),
+  "hybridnet_a1": ("backbone", "aspp", "refine"),
+  "hybridnet_a2": ("backbone", "aspp", "global_net", "refine"),
+}
+
+
+def _pair_paper001(name: str, smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  """Paper 001's networks (docs/model_spec.md §2.1-§2.4), Caffe BGR input, linear metres depth.
+
+  Compared output: ``seg_logits`` (deeplab_vgg) or ``depth`` (the others; HybridNet's segmentation head
+  is not run by either side, see ``benchmarks/torch_references_001_002.py``), at the input size in
+  inference mode. Paper: the registry defaults (= ``configs/hybridnet.py`` ``size=paper``: VGG16, ASPP-L
+  1024 wide, the literal 41 x 41 x 256 global FC, 19 classes for HybridNet, 21 for DeepLab-VGG).
+  """
+  import torch
+
+  import benchmarks.torch_references as refs
+  import benchmarks.torch_references_001_002 as refs2
+  from semdepth_jax.models import get_model
+
+  attrs: dict[str, Any] = {}
+  if smoke:
+    attrs = {k: _PAPER001_SMOKE[k] for k in _PAPER001_PARTS[name]}
+    if name != "depthnet":
+      attrs["num_classes"] = 3
+  model = get_model(name, **attrs)
+  ref = refs2.build_paper001(name, attrs, image.shape[1:3])
+  refs2.calibrate_scales(ref, refs.nchw(image[:1], torch))
+  table = refs2.paper001_key_table(name, attrs)
+  variables = _convert(name, model, ref, table, image)
+  key = "seg_logits" if name == "deeplab_vgg" else "depth"
+  return Pair(name, model, variables, ref, key, refs.nhwc, attrs, _image_input)
+
+
+def _pair_deeplab_vgg(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  """deeplab_vgg (paper 001): see :func:`_pair_paper001`."""
+  return _pair_paper001("deeplab_vgg", smoke, image, seed)
+
+
+def _pair_depthnet(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  """depthnet (paper 001): see :func:`_pair_paper001`."""
+  return _pair_paper001("depthnet", smoke, image, seed)
+
+
+def _pair_hybridnet_a1(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  """hybridnet_a1 (paper 001): see :func:`_pair_paper001`."""
+  return _pair_paper001("hybridnet_a1", smoke, image, seed)
+
+
+def _pair_hybridnet_a2(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  """hybridnet_a2 (paper 001): see :func:`_pair_paper001`."""
+  return _pair_paper001("hybridnet_a2", smoke, image, seed)
+
+
+def _pair_deeplab_v2(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  """deeplab_v2 (paper 002): see :func:`_pair_paper002`."""
+  return _pair_paper002("deeplab_v2", smoke, image, seed)
+
+
+def _pair_deeplab_sid(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  """deeplab_sid (paper 002): see :func:`_pair_paper002`."""
+  return _pair_paper002("deeplab_sid", smoke, image, seed)
+
+
+def _pair_deeplab_regression(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  """deeplab_regression (paper 002): see :func:`_pair_paper002`."""
+  return _pair_paper002("deeplab_regression", smoke, image, seed)
+
+
 PAIR_BUILDERS: dict[str, Callable[[bool, np.ndarray, int], Pair]] = {
   "unet": _pair_unet,
   "scrx": _pair_scrx,
   "cnn3d_up": _pair_cnn3d_up,
   "semantic_md": _pair_semantic_md,
+  "deeplab_vgg": _pair_deeplab_vgg,
+  "depthnet": _pair_depthnet,
+  "hybridnet_a1": _pair_hybridnet_a1,
+  "hybridnet_a2": _pair_hybridnet_a2,
+  "deeplab_v2": _pair_deeplab_v2,
+  "deeplab_sid": _pair_deeplab_sid,
+  "deeplab_regression": _pair_deeplab_regression,
 }
 """Registry name -> ``(smoke, image NHWC float32 [0, 1], seed) -> Pair``: both implementations of the
 family with the same random weights (paper widths, or tiny ones with ``smoke``). A family's entry here and
