@@ -460,9 +460,7 @@ def check_equal(pair: Pair, image: np.ndarray, labels: np.ndarray, torch_device:
   return rec
 
 
-def _jax_runner(
-  pair: Pair, image, labels, mode: str, dtype: str, seed: int, conv_weight_grad: str = "xla"
-):
+def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int):
   """``(compiled step, run(), flops, compile_s)``; ``run`` advances the train state in train mode."""
   import jax
   import jax.numpy as jnp
@@ -482,11 +480,7 @@ def _jax_runner(
     tx = optax.sgd(1e-3, momentum=0.9)
     params, stats = split_variables(pair.variables)
     state = create_state(params, stats, tx.init(params), jax.random.key(seed))
-    fn = jax.jit(
-      step_lib.make_train_step(
-        pair.model, loss_fn, tx, compute_dtype=compute, conv_weight_grad=conv_weight_grad
-      )
-    )
+    fn = jax.jit(step_lib.make_train_step(pair.model, loss_fn, tx, compute_dtype=compute))
     args = [state, batch]
   else:
     dt = step_lib.COMPUTE_DTYPES[compute]
@@ -586,12 +580,10 @@ def compare_model(name: str, args: argparse.Namespace, torch_device: str) -> dic
   run_jax, rec["flops"], rec["jax_compile_s"] = _jax_runner(
     pair, image, labels, args.mode, args.dtype, args.seed
   )
-  runners = {"jax": run_jax}
-  if args.mode == "train" and "taps" in args.conv_weight_grad:
-    runners["jax_taps"], _, rec["jax_taps_compile_s"] = _jax_runner(
-      pair, image, labels, args.mode, args.dtype, args.seed, "taps"
-    )
-  runners["torch"] = _torch_runner(pair, image, labels, args.mode, args.dtype, torch_device, False)
+  runners = {
+    "jax": run_jax,
+    "torch": _torch_runner(pair, image, labels, args.mode, args.dtype, torch_device, False),
+  }
   if args.torch_compile:
     try:
       t0 = time.perf_counter()
@@ -615,8 +607,6 @@ def compare_model(name: str, args: argparse.Namespace, torch_device: str) -> dic
   for k, ts in times.items():
     rec[f"{k}_s"] = _stats(ts)
   rec["ratio"] = rec["torch_s"]["median"] / rec["jax_s"]["median"]
-  if "jax_taps_s" in rec:
-    rec["ratio_taps"] = rec["torch_s"]["median"] / rec["jax_taps_s"]["median"]
   if "torch_compile_s" in rec:
     rec["ratio_compiled"] = rec["torch_compile_s"]["median"] / rec["jax_s"]["median"]
   rec["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -667,13 +657,12 @@ def markdown(results: dict) -> str:
     f"torch {env['torch']} ({env['torch_device']}); {env['threads']}; {env['date']}",
     "",
     "| model | status | params | JAX s/step (min–max) | PyTorch s/step (min–max) | ratio | "
-    "JAX taps s/step | ratio (taps) | torch.compile s/step | JAX compile s | GFLOP/step | "
-    "max RSS MiB | max abs diff |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "torch.compile s/step | JAX compile s | GFLOP/step | max RSS MiB | max abs diff |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for r in results["models"]:
     if r["status"] == "no reference":
-      lines.append(f"| {r['model']} | no reference: {r['reason']} |" + " – |" * 11)
+      lines.append(f"| {r['model']} | no reference: {r['reason']} |" + " – |" * 9)
       continue
     eq = r.get("equality", {})
     tc = (
@@ -682,14 +671,12 @@ def markdown(results: dict) -> str:
       else r.get("torch_compile_error", "–")
     )
     flops = f"{r['flops'] / 1e9:.3g}" if r.get("flops") else "–"
-    taps = f"{r['ratio_taps']:.2f}" if "ratio_taps" in r else "–"
     lines.append(
       f"| {r['model']} | {r['status']} | {r.get('params', 0):,} | {_fmt_time(r.get('jax_s'))} | "
-      f"{_fmt_time(r.get('torch_s'))} | {r['ratio']:.2f} | {_fmt_time(r.get('jax_taps_s'))} | "
-      f"{taps} | {tc} | {r.get('jax_compile_s', 0):.1f} | "
+      f"{_fmt_time(r.get('torch_s'))} | {r['ratio']:.2f} | {tc} | {r.get('jax_compile_s', 0):.1f} | "
       f"{flops} | {r.get('max_rss_mib', 0):.0f} | {eq.get('max_abs_diff', float('nan')):.1e} |"
       if r["status"] == "ok"
-      else f"| {r['model']} | {r['status']} | {r.get('params', 0):,} | – | – | – | – | – | – | – | – | – | "
+      else f"| {r['model']} | {r['status']} | {r.get('params', 0):,} | – | – | – | – | – | – | – | "
       f"{eq.get('max_abs_diff', eq.get('error', '–'))} |"
     )
   return "\n".join(lines) + "\n"
@@ -722,12 +709,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   )
   p.add_argument("--threads", type=int, default=0, help="pin to N cores (0: leave as is)")
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument(
-    "--conv-weight-grad",
-    default="xla",
-    help="'xla', or 'xla,taps' to also time the train step with config.conv_weight_grad='taps' "
-    "(kernel gradients as per-tap GEMMs) side by side",
-  )
   p.add_argument("--out", default="", help="directory for compare_<mode>_<dtype>.json and .md")
   args = p.parse_args(argv)
   if args.size:
@@ -738,11 +719,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.size = (h, w)
   else:
     args.size = None
-  args.conv_weight_grad = tuple(args.conv_weight_grad.split(","))
-  if not set(args.conv_weight_grad) <= {"xla", "taps"} or "xla" not in args.conv_weight_grad:
-    p.error(
-      f"--conv-weight-grad: expected 'xla' or 'xla,taps', got {','.join(args.conv_weight_grad)!r}"
-    )
   if args.smoke:
     args.repeats, args.warmup = 1, 1
   return args

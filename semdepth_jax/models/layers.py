@@ -42,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-import functools
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -232,14 +231,6 @@ def conv_nd(
     ):
       kernel = lax.slice_in_dim(kernel, lo, lo + 1, axis=a)
       padding[a] = (0, 0)
-  if (
-    _CONV_WEIGHT_GRAD_IMPL.get() == "taps"
-    and all(d == 1 for d in lhs_dilation)
-    and int(feature_group_count) == 1
-  ):
-    return _conv_taps(
-      x, kernel, tuple(strides), tuple(padding), rhs_dilation, _hashable_precision(precision)
-    )
   return lax.conv_general_dilated(
     x,
     kernel,
@@ -251,107 +242,6 @@ def conv_nd(
     feature_group_count=int(feature_group_count),
     precision=precision,
   )
-
-
-_CONV_WEIGHT_GRAD_IMPL: contextvars.ContextVar[str] = contextvars.ContextVar(
-  "conv_weight_grad_impl", default="xla"
-)
-CONV_WEIGHT_GRAD_IMPLS = ("xla", "taps")
-"""How the gradient of a convolution's kernel is computed (:func:`conv_weight_grad_impl`)."""
-
-
-@contextlib.contextmanager
-def conv_weight_grad_impl(impl: str) -> Iterator[None]:
-  """Chooses how the kernel gradient of :func:`conv_nd` is computed while models are traced in this context.
-
-  ``'xla'`` (default): JAX's transpose rule, one ``conv_general_dilated`` whose window is the output's
-  spatial size. ``'taps'``: one matrix product per kernel tap,
-  ``dK[t] = sum_{b, o} x_pad[b, o * s + t * d, :]^T g[b, o, :]`` (a ``(C_in, N) x (N, C_out)`` GEMM over the
-  ``N = B * prod(out)`` output positions, ``x_pad`` the padded input, ``s`` strides, ``d`` kernel dilation),
-  accumulated in float32 and cast to the kernel's dtype. The same sum in a different order: results agree
-  to float rounding, not bitwise. On XLA's CPU backend (jaxlib 0.10) the first form is several times slower
-  than PyTorch's for 3x3 convolutions on large images (issue 16's per-layer probe: U-Net's summed kernel
-  gradients 6.1 s vs 1.1 s); the second is a plain GEMM, which CPUs run well. The input gradient and the
-  forward pass are unchanged. Applies to convolutions without input dilation and without feature groups;
-  transposed (input-dilated) and grouped / depthwise convolutions keep ``'xla'``.
-
-  Used by ``config.conv_weight_grad`` (``semdepth_jax.train.step.make_train_step``).
-
-  Raises:
-    ValueError: unknown ``impl``.
-  """
-  if impl not in CONV_WEIGHT_GRAD_IMPLS:
-    raise ValueError(
-      f"layers.conv_weight_grad_impl: impl must be one of {CONV_WEIGHT_GRAD_IMPLS}, got {impl!r}"
-    )
-  token = _CONV_WEIGHT_GRAD_IMPL.set(impl)
-  try:
-    yield
-  finally:
-    _CONV_WEIGHT_GRAD_IMPL.reset(token)
-
-
-def _hashable_precision(precision: Any) -> Any:
-  if isinstance(precision, (list, tuple)):
-    return tuple(precision)
-  return precision
-
-
-def _plain_conv(x, kernel, strides, padding, rhs_dilation, precision):
-  nd = kernel.ndim - 2
-  return lax.conv_general_dilated(
-    x,
-    kernel,
-    window_strides=strides,
-    padding=padding,
-    rhs_dilation=rhs_dilation,
-    dimension_numbers=_dimension_numbers(nd),
-    precision=precision,
-  )
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _conv_taps(x, kernel, strides, padding, rhs_dilation, precision):
-  return _plain_conv(x, kernel, strides, padding, rhs_dilation, precision)
-
-
-def _conv_taps_fwd(x, kernel, strides, padding, rhs_dilation, precision):
-  return _plain_conv(x, kernel, strides, padding, rhs_dilation, precision), (x, kernel)
-
-
-def _conv_taps_bwd(strides, padding, rhs_dilation, precision, residuals, g):
-  x, kernel = residuals
-  nd = kernel.ndim - 2
-  _, input_vjp = jax.vjp(
-    lambda a: _plain_conv(a, kernel, strides, padding, rhs_dilation, precision), x
-  )
-  (dx,) = input_vjp(g)
-  # lax.pad takes negative (cropping) padding as well.
-  xp = lax.pad(
-    x, jnp.zeros((), x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0)]
-  )
-  out = g.shape[1:-1]
-  c_in, c_out = kernel.shape[-2], kernel.shape[-1]
-  g2 = g.reshape(-1, c_out)
-  taps = []
-  for t in itertools.product(*(range(k) for k in kernel.shape[:nd])):
-    start = [0, *(ti * di for ti, di in zip(t, rhs_dilation, strict=True)), 0]
-    limit = [
-      xp.shape[0],
-      *(st + (o - 1) * s + 1 for st, o, s in zip(start[1:-1], out, strides, strict=True)),
-      c_in,
-    ]
-    patch = lax.slice(xp, start, limit, (1, *strides, 1)).reshape(-1, c_in)
-    taps.append(
-      lax.dot_general(
-        patch, g2, (((0,), (0,)), ((), ())), precision=precision, preferred_element_type=jnp.float32
-      )
-    )
-  dk = jnp.stack(taps).reshape(kernel.shape).astype(kernel.dtype)
-  return dx, dk
-
-
-_conv_taps.defvjp(_conv_taps_fwd, _conv_taps_bwd)
 
 
 # ------------------------------------------------------------------------------------------------------

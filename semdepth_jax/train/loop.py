@@ -1097,7 +1097,6 @@ def _run_stage(
     trainable_stats=stage.trainable_stats,
     compute_dtype=config.compute_dtype,
     remat=config.get("remat", "none"),  # configs saved before the switch existed
-    conv_weight_grad=config.get("conv_weight_grad", "xla"),
   )
   jitted = step_lib.jit_train_step(step_fn, mesh, shardings)
   iterator = comps.train_iterator(batch_size, int(config.seed) + 1000 * plan.index)

@@ -15,10 +15,6 @@ with a saving policy; ``'dots'`` keeps convolution / matmul outputs and recomput
 (BatchNorm, activations, dropout masks from the same key) in the backward pass, ``'full'`` keeps nothing
 inside the forward. Results are the same function (gradients equal up to float rounding); only memory and
 time change.
-
-Convolution kernel gradients (``config.conv_weight_grad``): ``'xla'`` (default) or ``'taps'``, one GEMM per
-kernel tap (``semdepth_jax.models.layers.conv_weight_grad_impl``), equal to float rounding and faster on
-XLA's CPU backend.
 """
 
 from __future__ import annotations
@@ -36,7 +32,6 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 
 from semdepth_jax import resize
-from semdepth_jax.models import layers
 from semdepth_jax.train.mesh import batch_sharding, replicated
 from semdepth_jax.train.state import TrainState
 
@@ -144,7 +139,6 @@ def make_train_step(
   compute_dtype: str = "float32",
   pass_labels: bool | None = None,
   remat: str = "none",
-  conv_weight_grad: str = "xla",
 ) -> Callable[[TrainState, Mapping[str, Any]], tuple[TrainState, dict[str, jax.Array]]]:
   """Builds the pure train step ``(state, batch) -> (new_state, metrics)``.
 
@@ -158,9 +152,6 @@ def make_train_step(
     compute_dtype: ``'float32'`` or ``'bfloat16'`` (mixed precision with float32 master parameters).
     pass_labels: pass ``batch['segmentation']`` as ``labels`` (default: detected from the signature).
     remat: rematerialisation policy of the forward pass, a key of :data:`REMAT_POLICIES`.
-    conv_weight_grad: how convolution kernel gradients are computed, ``'xla'`` or ``'taps'``
-      (``semdepth_jax.models.layers.conv_weight_grad_impl``; ``'taps'`` is faster on CPU, equal to float
-      rounding).
 
   Returns:
     The step function. ``metrics`` holds float32 scalars ``loss``, the loss's aux terms, ``grad_norm``
@@ -169,13 +160,8 @@ def make_train_step(
     usable); the loop raises.
 
   Raises:
-    ValueError: unknown ``compute_dtype``, ``remat`` or ``conv_weight_grad``.
+    ValueError: unknown ``compute_dtype`` or ``remat``.
   """
-  if conv_weight_grad not in layers.CONV_WEIGHT_GRAD_IMPLS:
-    raise ValueError(
-      f"config.conv_weight_grad must be one of {layers.CONV_WEIGHT_GRAD_IMPLS}, "
-      f"got {conv_weight_grad!r}"
-    )
   if compute_dtype not in COMPUTE_DTYPES:
     raise ValueError(f"compute_dtype must be one of {tuple(COMPUTE_DTYPES)}, got {compute_dtype!r}")
   if remat not in REMAT_POLICIES:
@@ -209,8 +195,7 @@ def make_train_step(
       total, aux = loss_fn(outputs, batch)
       return jnp.asarray(total, jnp.float32), (dict(aux), new_stats)
 
-    with layers.conv_weight_grad_impl(conv_weight_grad):
-      (loss, (aux, new_stats)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+    (loss, (aux, new_stats)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
     norm_grads = grads
     if trainable is not None:
       norm_grads = jax.tree.map(lambda g, t: g if t else jnp.zeros_like(g), grads, trainable)

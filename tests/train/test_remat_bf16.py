@@ -48,8 +48,7 @@ def _state(model, batch, tx):
   return create_state(params, stats, tx.init(params), jax.random.key(1))
 
 
-def test_remat_policies_and_conv_weight_grad_give_the_same_step():
-  """remat none/dots/full and conv_weight_grad taps: the same SGD step as the default (float rounding)."""
+def test_remat_policies_give_the_same_step():
   model, batch, tx = _unet(), _batch(), optax.sgd(1.0)
   state = _state(model, batch, tx)
   results = {}
@@ -57,14 +56,12 @@ def test_remat_policies_and_conv_weight_grad_give_the_same_step():
     fn = jax.jit(step_lib.make_train_step(model, _loss, tx, remat=policy))
     new, metrics = fn(state, batch)
     results[policy] = (new, metrics)
-  fn = jax.jit(step_lib.make_train_step(model, _loss, tx, conv_weight_grad="taps"))
-  results["taps"] = fn(state, batch)
   ref_state, ref_metrics = results["none"]
   moved = jax.tree.leaves(
     jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), ref_state.params, state.params)
   )
   assert max(moved) > 1e-3  # the step really changed the parameters (gradients are not all zero)
-  for policy in ("dots", "full", "taps"):
+  for policy in ("dots", "full"):
     new, metrics = results[policy]
     np.testing.assert_allclose(metrics["loss"], ref_metrics["loss"], rtol=1e-6)
     np.testing.assert_allclose(metrics["grad_norm"], ref_metrics["grad_norm"], rtol=1e-5)
@@ -79,10 +76,6 @@ def test_remat_policies_and_conv_weight_grad_give_the_same_step():
 def test_unknown_remat_policy_is_one_clear_error():
   with pytest.raises(ValueError, match=r"config.remat must be one of .*'dots'.*got 'some'"):
     step_lib.make_train_step(_unet(), _loss, optax.sgd(1.0), remat="some")
-  with pytest.raises(
-    ValueError, match=r"config.conv_weight_grad must be one of .*'taps'.*got 'gemm'"
-  ):
-    step_lib.make_train_step(_unet(), _loss, optax.sgd(1.0), conv_weight_grad="gemm")
 
 
 def test_every_registered_model_takes_a_compute_dtype():
