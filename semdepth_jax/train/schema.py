@@ -19,7 +19,8 @@ describe no particular model):
   (precise-BN statistics at the stage end, 0 = off). Stages with 0 steps are skipped. The optimiser state is fresh at each stage; parameters and BatchNorm statistics carry over.
 * ``mesh_shape`` (data, model), -1 = remaining devices; ``param_sharding``: ``(regex, spec)`` rules
   (default: replicate); ``compute_dtype`` float32/bfloat16 (mixed precision, float32 parameters and
-  optimiser); ``remat`` none/dots/full (``semdepth_jax.train.step.REMAT_POLICIES``); ``distributed`` (call
+  optimiser); ``remat`` none/dots/full (``semdepth_jax.train.step.REMAT_POLICIES``); ``cpu_conv``
+  ynn/eigen (CPU convolution kernels of the train step, ``step.CPU_CONV_IMPLS``); ``distributed`` (call
   ``jax.distributed.initialize()`` even without ``JAX_COORDINATOR_ADDRESS``).
 * ``train_mixture``: ``((dataset, weight), ...)`` to train on a weighted mixture (``()`` = ``dataset``).
 * ``evals``: named further evaluations (:func:`eval_entry`: ``split``, ``dataset``, ``protocol``,
@@ -172,6 +173,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.param_sharding = ()
   c.compute_dtype = "float32"
   c.remat = "none"  # semdepth_jax.train.step.REMAT_POLICIES: none / dots / full.
+  c.cpu_conv = (
+    "ynn"  # ynn / eigen: CPU convolution kernels (semdepth_jax.train.step.CPU_CONV_IMPLS).
+  )
   c.distributed = False
 
   c.checkpoint = ml_collections.ConfigDict({"every_steps": 500, "keep": 3, "async_save": True})

@@ -15,6 +15,9 @@ with a saving policy; ``'dots'`` keeps convolution / matmul outputs and recomput
 (BatchNorm, activations, dropout masks from the same key) in the backward pass, ``'full'`` keeps nothing
 inside the forward. Results are the same function (gradients equal up to float rounding); only memory and
 time change.
+
+CPU convolution kernels of the train step (``config.cpu_conv``, :data:`CPU_CONV_IMPLS`): jaxlib's YNNPACK
+fusions (default) or XLA's Eigen kernels, a per-model speed choice on CPU; same results to float rounding.
 """
 
 from __future__ import annotations
@@ -228,8 +231,39 @@ def make_train_step(
   return step_fn
 
 
+CPU_CONV_IMPLS: dict[str, dict[str, str] | None] = {
+  "ynn": None,
+  "eigen": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"},
+}
+"""``config.cpu_conv`` -> XLA compiler options of the train step on the CPU backend.
+
+``'ynn'`` (default): jaxlib's own choice, every convolution in a YNNPACK fusion (jaxlib 0.10). ``'eigen'``:
+only matrix products go to YNNPACK; convolutions and their gradients use XLA's Eigen kernels. Same
+operators, different kernels: results agree to float rounding, not bitwise. Which is faster depends on the
+model (measured side by side with ``benchmarks/compare.py --cpu-conv ynn,eigen``; the README's performance
+section lists it per family). Ignored on GPU and TPU."""
+
+
+def compiler_options(cpu_conv: str) -> dict[str, str] | None:
+  """The ``jax.jit`` compiler options for ``config.cpu_conv`` on the current backend (None: defaults).
+
+  Raises:
+    ValueError: ``cpu_conv`` is not a key of :data:`CPU_CONV_IMPLS`.
+  """
+  if cpu_conv not in CPU_CONV_IMPLS:
+    raise ValueError(f"config.cpu_conv must be one of {tuple(CPU_CONV_IMPLS)}, got {cpu_conv!r}")
+  if jax.default_backend() != "cpu":
+    return None
+  return CPU_CONV_IMPLS[cpu_conv]
+
+
 def jit_train_step(
-  step_fn: Callable, mesh: Mesh, state_shardings: Any, *, donate: bool = True
+  step_fn: Callable,
+  mesh: Mesh,
+  state_shardings: Any,
+  *,
+  donate: bool = True,
+  cpu_conv: str = "ynn",
 ) -> Callable[[TrainState, Mapping[str, Any]], tuple[TrainState, dict[str, jax.Array]]]:
   """``jax.jit`` of a train step: state in/out with ``state_shardings``, batch split over ``'data'``.
 
@@ -238,12 +272,17 @@ def jit_train_step(
     mesh: the training mesh.
     state_shardings: pytree of ``NamedSharding`` matching the state.
     donate: donate the input state's buffers (the caller must not reuse the old state).
+    cpu_conv: convolution kernels on the CPU backend, a key of :data:`CPU_CONV_IMPLS`.
+
+  Raises:
+    ValueError: unknown ``cpu_conv``.
   """
   return jax.jit(
     step_fn,
     in_shardings=(state_shardings, batch_sharding(mesh)),
     out_shardings=(state_shardings, replicated(mesh)),
     donate_argnums=(0,) if donate else (),
+    compiler_options=compiler_options(cpu_conv),
   )
 
 

@@ -73,6 +73,26 @@ def test_remat_policies_give_the_same_step():
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
+def test_cpu_conv_eigen_gives_the_same_step():
+  """config.cpu_conv='eigen' (XLA's Eigen convolutions on CPU): the default step to float rounding."""
+  model, batch, tx = _unet(), _batch(), optax.sgd(1.0)
+  state = _state(model, batch, tx)
+  fn = step_lib.make_train_step(model, _loss, tx)
+  opts = step_lib.compiler_options("eigen")
+  if jax.default_backend() == "cpu":
+    assert opts == {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+  assert step_lib.compiler_options("ynn") is None
+  ref_state, ref_metrics = jax.jit(fn)(state, batch)
+  new, metrics = jax.jit(fn, compiler_options=opts)(state, batch)
+  np.testing.assert_allclose(metrics["loss"], ref_metrics["loss"], rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(ref_state.params), strict=True):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+  with pytest.raises(
+    ValueError, match=r"config.cpu_conv must be one of \('ynn', 'eigen'\), got 'mkl'"
+  ):
+    step_lib.compiler_options("mkl")
+
+
 def test_unknown_remat_policy_is_one_clear_error():
   with pytest.raises(ValueError, match=r"config.remat must be one of .*'dots'.*got 'some'"):
     step_lib.make_train_step(_unet(), _loss, optax.sgd(1.0), remat="some")
