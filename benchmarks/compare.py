@@ -62,12 +62,17 @@ if _ROOT not in sys.path:
 TOL = 1e-4
 """Equality tolerance: ``max |jax - torch| <= TOL * max(1, max |torch|)`` in inference mode, float32."""
 
-PAPER_SIZE = {"unet": (192, 320), "scrx": (192, 320), "cnn3d_up": (192, 320)}
-"""Paper 000's input size (H, W) per family (docs/model_spec.md §1)."""
+PAPER_SIZE = {
+  "unet": (192, 320),
+  "scrx": (192, 320),
+  "cnn3d_up": (192, 320),
+  "cnn3d_s": (192, 320),
+  "ssegdepnet": (192, 320),
+  "ds_sidenet": (240, 320),
+}
+"""Paper input size (H, W) per family (docs/model_spec.md §1; paper 004's ScanNet 320x240, §5.4)."""
 
 NO_REFERENCE = {
-  "cnn3d_s": "3-D CNN (paper 000 §1.3); no PyTorch reference written yet",
-  "ssegdepnet": "two-stage U-Net + depth net; compare its parts (unet, scrx)",
   "deeplab_vgg": "paper 001; block-level references only (tests/parity/test_hybridnet_parity.py)",
   "depthnet": "paper 001; block-level references only (tests/parity/test_hybridnet_parity.py)",
   "hybridnet_a1": "paper 001; block-level references only (tests/parity/test_hybridnet_parity.py)",
@@ -75,7 +80,6 @@ NO_REFERENCE = {
   "deeplab_v2": "paper 002; backbone parity only (torchvision ResNet, tests/parity)",
   "deeplab_sid": "paper 002; backbone parity only (torchvision ResNet, tests/parity)",
   "deeplab_regression": "paper 002; backbone parity only (torchvision ResNet, tests/parity)",
-  "ds_sidenet": "paper 004; no PyTorch reference written yet",
   "semantic_md": "paper 003; smp reference exists (tests/parity) but is not wired into compare.py yet",
 }
 """Registered families without a whole-model PyTorch reference here, with the reason."""
@@ -180,10 +184,77 @@ def _pair_cnn3d_up(smoke: bool, image: np.ndarray, seed: int) -> Pair:
   return Pair("cnn3d_up", model, variables, ref, "depth", refs.nhwc, attrs, _volume_input(attrs), 3)
 
 
+def _pair_cnn3d_s(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  import benchmarks.torch_references as refs
+  import benchmarks.torch_references_004 as refs4
+  from semdepth_jax.models import get_model
+
+  attrs = {"num_classes": 3 if smoke else 14, "widths": (4, 4, 4) if smoke else (64, 64, 128)}
+  model = get_model("cnn3d_s", **attrs)
+  ref = refs4.build_cnn3d_s(attrs["widths"])
+  refs.randomise_batchnorm(ref, seed + 1)
+  labels = np.zeros(image.shape[:3], np.int32)
+  table = refs4.cnn3d_s_key_table()
+  variables = _convert("cnn3d_s", model, ref, table, image, (), labels)
+  return Pair("cnn3d_s", model, variables, ref, "depth", refs.nhwc, attrs, _volume_input(attrs), 3)
+
+
+def _pair_ssegdepnet(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  """U-Net -> arg-max OHESS -> 3D CNN-UP; the depth output is compared (the planes carry no gradient).
+
+  ``ohess_mode='argmax'`` rather than the default per-class threshold: a plane flips where two
+  implementations put a logit on different sides of the decision, and an arg-max has one decision per
+  pixel instead of one per class, so near-ties (which make the depth differ by far more than TOL) are
+  rarer at paper widths.
+  """
+  import torch
+
+  import benchmarks.torch_references as refs
+  import benchmarks.torch_references_004 as refs4
+  from semdepth_jax.models import get_model
+
+  unet = {"base_width": 4, "depth": 1} if smoke else {"base_width": 64, "depth": 4}
+  unet["dropout_rate"] = 0.05
+  width = 4 if smoke else 64
+  depth_net = {"widths": (width,) * 3, "bottleneck_width": width, "up_widths": (width,) * 2}
+  num_classes = 3 if smoke else 14
+  attrs = {"num_classes": num_classes, "ohess_mode": "argmax", "unet": unet, "depth_net": depth_net}
+  model = get_model("ssegdepnet", **attrs)
+  ref = refs4.build_ssegdepnet(num_classes, **unet, **depth_net, ohess_mode="argmax")
+  refs.randomise_batchnorm(ref, seed + 1)
+  with torch.no_grad():  # a positive head bias keeps the ReLU output alive (as for cnn3d_up)
+    ref.depth_net.deconv[-1].bias.fill_(0.5)
+  table = refs4.ssegdepnet_key_table(unet["depth"])
+  transposed = ("unet.ups.", "depth_net.deconv.")
+  variables = _convert("ssegdepnet", model, ref, table, image, transposed)
+  return Pair("ssegdepnet", model, variables, ref, "depth", refs.nhwc, attrs, _image_input, 3)
+
+
+def _pair_ds_sidenet(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  """DS-SIDENet, low range, both branches (registry defaults); the classification logits are compared."""
+  import benchmarks.torch_references as refs
+  import benchmarks.torch_references_004 as refs4
+  from semdepth_jax.models import get_model
+
+  attrs = {"width_divisor": 8, "sam_k": 4, "depth_bins": ("log10", 0.7, 10.0, 8)} if smoke else {}
+  model = get_model("ds_sidenet", **attrs)
+  ref = refs4.build_ds_sidenet(
+    model.variant, model.width_divisor, model.num_bin_classes(), model.sam_k, model.sam_modules
+  )
+  refs.randomise_batchnorm(ref, seed + 1)
+  table = refs4.ds_sidenet_key_table(model.variant, model.sam_k, model.sam_modules)
+  variables = _convert("ds_sidenet", model, ref, table, image)
+  attrs = {"variant": model.variant, "upproj_impl": model.upproj_impl, **attrs}
+  return Pair("ds_sidenet", model, variables, ref, "depth_logits", refs.nhwc, attrs, _image_input)
+
+
 PAIR_BUILDERS: dict[str, Callable[[bool, np.ndarray, int], Pair]] = {
   "unet": _pair_unet,
   "scrx": _pair_scrx,
   "cnn3d_up": _pair_cnn3d_up,
+  "cnn3d_s": _pair_cnn3d_s,
+  "ssegdepnet": _pair_ssegdepnet,
+  "ds_sidenet": _pair_ds_sidenet,
 }
 """Registry name -> ``(smoke, image NHWC float32 [0, 1], seed) -> Pair``: both implementations of the
 family with the same random weights (paper widths, or tiny ones with ``smoke``). A family's entry here and
