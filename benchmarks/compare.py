@@ -1,7 +1,9 @@
 """Side-by-side speed of this library (JAX) and PyTorch on the same architectures, weights and inputs.
 
 For every requested registered family with a PyTorch reference (``benchmarks/torch_references.py``:
-paper 000's U-Net, SCRX and 3D CNN-UP, written from docs/model_spec.md §1.1, §1.2, §1.4), in one process:
+paper 000's U-Net, SCRX and 3D CNN-UP, written from docs/model_spec.md §1.1, §1.2, §1.4;
+``benchmarks/torch_references_004.py``: paper 000's 3D CNN-S and SSegDep-Net, §1.3, §1.5, and paper 004's
+DS-SIDENet, §5.1-§5.2), in one process:
 
 1. build both models; the PyTorch one gets random weights (BatchNorm affine parameters and running
    statistics randomised too) and they go into our variables through the weight converter's key table
@@ -192,8 +194,10 @@ def _pair_cnn3d_s(smoke: bool, image: np.ndarray, seed: int) -> Pair:
   attrs = {"num_classes": 3 if smoke else 14, "widths": (4, 4, 4) if smoke else (64, 64, 128)}
   model = get_model("cnn3d_s", **attrs)
   ref = refs4.build_cnn3d_s(attrs["widths"])
+  refs4.liven(ref, seed + 2)
   refs.randomise_batchnorm(ref, seed + 1)
   labels = np.zeros(image.shape[:3], np.int32)
+  refs4.calibrate_batchnorm(ref, _volume_input(attrs)(image, labels))
   table = refs4.cnn3d_s_key_table()
   variables = _convert("cnn3d_s", model, ref, table, image, (), labels)
   return Pair("cnn3d_s", model, variables, ref, "depth", refs.nhwc, attrs, _volume_input(attrs), 3)
@@ -221,7 +225,13 @@ def _pair_ssegdepnet(smoke: bool, image: np.ndarray, seed: int) -> Pair:
   attrs = {"num_classes": num_classes, "ohess_mode": "argmax", "unet": unet, "depth_net": depth_net}
   model = get_model("ssegdepnet", **attrs)
   ref = refs4.build_ssegdepnet(num_classes, **unet, **depth_net, ohess_mode="argmax")
+  refs4.liven(ref, seed + 2)
   refs.randomise_batchnorm(ref, seed + 1)
+  x = refs.nchw(image, torch)
+  refs4.calibrate_batchnorm(ref, x)
+  refs4.centre_unet_logits(
+    ref.unet, x
+  )  # else one class wins everywhere and the planes are constant
   with torch.no_grad():  # a positive head bias keeps the ReLU output alive (as for cnn3d_up)
     ref.depth_net.deconv[-1].bias.fill_(0.5)
   table = refs4.ssegdepnet_key_table(unet["depth"])

@@ -397,3 +397,59 @@ def ssegdepnet_key_table(depth: int) -> list[Rule]:
     for r in refs.cnn3d_up_key_table()
   ]
   return table
+
+
+def liven(model, seed: int) -> None:
+  """He-normal conv weights (std ``sqrt(2 / fan_in)``) and ``0.1 * N(0, 1)`` biases, in place.
+
+  PyTorch's default conv init (variance ``1 / (3 fan_in)``) shrinks the signal by about 2x per ReLU
+  layer; in a 4-channel 3-D net at 16x16 the output then no longer depends on the input at all (3D CNN-UP:
+  exactly constant), and an equality check of such a net proves nothing. A transposed conv's fan-in is
+  ``C_in * prod(K)`` (its weight is (C_in, C_out, *K)).
+  """
+  torch = refs._torch()
+  g = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for m in model.modules():
+      if isinstance(m, torch.nn.modules.conv._ConvNd):
+        w = m.weight
+        fan_in = w.shape[0] * w[0, 0].numel() if m.transposed else w[0].numel()
+        w.copy_(torch.randn(w.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+        if m.bias is not None:
+          m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+
+
+def calibrate_batchnorm(model, x) -> None:
+  """Sets every BatchNorm's running statistics to those of ``x`` (and its mirror image), in place.
+
+  Running statistics far from the activations' (e.g. :func:`~benchmarks.torch_references.
+  randomise_batchnorm`'s) turn each BN into a near-constant offset, so the output hardly depends on the
+  input. The mirrored copy makes the batch at least 2, which BatchNorm needs on 1x1 maps. The affine
+  parameters are kept; the model is left in eval mode.
+  """
+  torch = refs._torch()
+  bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+  momenta = [m.momentum for m in bns]
+  for m in bns:
+    m.momentum = None  # cumulative average: one batch sets the statistics exactly
+    m.reset_running_stats()
+  model.train()
+  try:
+    with torch.no_grad():
+      model(torch.cat([x, x.flip(-1)]))
+  finally:
+    for m, momentum in zip(bns, momenta, strict=True):
+      m.momentum = momentum
+    model.eval()
+
+
+def centre_unet_logits(unet, x) -> None:
+  """Shifts the U-Net's output bias so each class's logit has mean 0 over ``x``, in place.
+
+  With random weights one class otherwise wins the arg-max at every pixel and the OHESS planes are
+  constant, so SSegDep-Net's check would not see the U-Net -> OHESS path.
+  """
+  torch = refs._torch()
+  with torch.no_grad():
+    unet.eval()
+    unet.out.bias.sub_(unet(x).mean(dim=(0, 2, 3)))
