@@ -131,3 +131,21 @@ def test_smoke_reference_output_depends_on_its_input(name):
       pair.torch_to_ours(model(pair.torch_input(x, y))) for x, y in zip(images, labels, strict=True)
     )
   assert np.abs(a - b).max() > 100 * compare.TOL * max(1.0, np.abs(a).max())
+
+
+@pytest.mark.slow
+def test_compare_smoke_ds_sidenet(tmp_path):
+  """``compare.py --models ds_sidenet --smoke`` (split from tests/test_compare_smoke.py for its ~30 s compile)."""
+  require("torch")
+  from benchmarks import compare
+
+  results = compare.main(
+    ["--models", "ds_sidenet", "--mode", "train", "--smoke", "--batch", "2", "--out", str(tmp_path)]
+  )
+  (r,) = results["models"]
+  assert r["model"] == "ds_sidenet" and r["status"] == "ok", r
+  assert r["equality"]["ok"] and r["equality"]["max_abs_diff"] <= compare.TOL, r["equality"]
+  assert r["params"] == r["torch_params"] > 0
+  assert r["flops"] and r["flops"] > 0
+  assert r["jax_s"]["median"] > 0 and r["torch_s"]["median"] > 0
+  assert "| ds_sidenet | ok |" in (tmp_path / "compare_train_f32.md").read_text()

@@ -16,18 +16,24 @@ import pytest
 from semdepth_jax.models import known_models
 from tests.parity.conftest import require
 
+SEPARATE = ("ds_sidenet",)
+"""Families whose smoke comparison has its own test (tests/test_compare_references_004.py): compiling
+DS-SIDENet's train step alone takes ~30 s on 2 loaded CPU cores."""
+
 
 def test_compare_smoke_runs_and_implementations_agree(tmp_path):
   require("torch")
   from benchmarks import compare
 
+  names = [n for n in known_models() if n not in SEPARATE]
   results = compare.main(
-    ["--models", "all", "--mode", "train", "--smoke", "--batch", "2", "--out", str(tmp_path)]
+    ["--models", ",".join(names), "--mode", "train", "--smoke", "--batch", "2"]
+    + ["--out", str(tmp_path)]
   )
   by_name = {r["model"]: r for r in results["models"]}
-  assert sorted(by_name) == sorted(known_models())  # no family silently dropped
+  assert sorted(by_name) == sorted(names)  # no family silently dropped
   compared = [r for r in results["models"] if r["status"] != "no reference"]
-  assert {r["model"] for r in compared} >= {"unet", "scrx", "cnn3d_up"}
+  assert {r["model"] for r in compared} >= {"unet", "scrx", "cnn3d_up", "cnn3d_s", "ssegdepnet"}
   for r in compared:
     assert r["status"] == "ok", r
     assert r["equality"]["ok"] and r["equality"]["max_abs_diff"] <= compare.TOL, r["equality"]
@@ -40,7 +46,7 @@ def test_compare_smoke_runs_and_implementations_agree(tmp_path):
   saved = json.loads((tmp_path / "compare_train_f32.json").read_text())
   assert [m["model"] for m in saved["models"]] == [m["model"] for m in results["models"]]
   table = (tmp_path / "compare_train_f32.md").read_text()
-  assert all(f"| {name} |" in table for name in known_models())
+  assert all(f"| {name} |" in table for name in names)
 
 
 def test_equality_check_catches_an_unflipped_transposed_kernel():
