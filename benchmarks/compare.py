@@ -164,6 +164,7 @@ def _pair_cnn3d_up(smoke: bool, image: np.ndarray, seed: int) -> Pair:
   import torch
 
   import benchmarks.torch_references as refs
+  import benchmarks.torch_references_004 as refs4
   from semdepth_jax.models import get_model
 
   width = 4 if smoke else 64
@@ -175,12 +176,15 @@ def _pair_cnn3d_up(smoke: bool, image: np.ndarray, seed: int) -> Pair:
   }
   model = get_model("cnn3d_up", **attrs)
   ref = refs.build_cnn3d_up(attrs["widths"], attrs["bottleneck_width"], attrs["up_widths"])
+  # PyTorch's default init and random BN statistics left the output independent of the input.
+  refs4.liven(ref, seed + 2)
   refs.randomise_batchnorm(ref, seed + 1)
+  labels = np.zeros(image.shape[:3], np.int32)
+  refs4.calibrate_batchnorm(ref, _volume_input(attrs)(image, labels))
   with (
     torch.no_grad()
   ):  # a positive head bias keeps the ReLU output alive (else the check is vacuous)
     ref.deconv[-1].bias.fill_(0.5)
-  labels = np.zeros(image.shape[:3], np.int32)
   table = refs.cnn3d_up_key_table()
   variables = _convert("cnn3d_up", model, ref, table, image, ("deconv.",), labels)
   return Pair("cnn3d_up", model, variables, ref, "depth", refs.nhwc, attrs, _volume_input(attrs), 3)

@@ -111,7 +111,7 @@ def test_cnn3d_s_reference_agrees_at_another_size_with_random_labels():
   assert rec["ok"] and rec["max_abs_diff"] <= 1e-6, rec
 
 
-@pytest.mark.parametrize("name", ["cnn3d_s", "ssegdepnet", "ds_sidenet"])
+@pytest.mark.parametrize("name", ["cnn3d_s", "cnn3d_up", "ssegdepnet", "ds_sidenet"])
 def test_smoke_reference_output_depends_on_its_input(name):
   """At the smoke size the compared output moves with the input by far more than the tolerance.
 
