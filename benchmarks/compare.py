@@ -6,8 +6,10 @@ paper 000's U-Net, SCRX and 3D CNN-UP, written from docs/model_spec.md §1.1, §
 DS-SIDENet, §5.1-§5.2), in one process:
 
 1. build both models; the PyTorch one gets random weights (BatchNorm affine parameters and running
-   statistics randomised too) and they go into our variables through the weight converter's key table
-   (``semdepth_jax.weights.keymap.apply_key_table``, strict);
+   statistics randomised too; the 3-D nets and SSegDep-Net get He-initialised convs and running
+   statistics of the input instead, ``torch_references_004.liven`` / ``calibrate_batchnorm``, without
+   which their output hardly depends on the input) and they go into our variables through the weight
+   converter's key table (``semdepth_jax.weights.keymap.apply_key_table``, strict);
 2. check that both give the same output on one input in inference mode: ``max |jax - torch| <= 1e-4 *
    max(1, max |torch|)`` and a non-zero output, in full float32 (TF32 off in both for the check). A
    model that fails is reported as ``mismatch`` and never timed;

@@ -25,7 +25,10 @@ are written from the spec and the library's layer tables, not from upstream code
   volume [R, G, B, plane 0 .. P-1] on the depth axis, zero planes up to depth 12 -> ``build_cnn3d_up``.
 
 The weights go through the library's weight converter (``semdepth_jax.weights.keymap.apply_key_table``,
-strict). Used by ``benchmarks/compare.py`` and ``tests/test_compare_references_004.py``.
+strict). :func:`liven`, :func:`calibrate_batchnorm` and :func:`centre_unet_logits` make random weights
+whose output depends on the input (checked by ``tests/test_compare_references_004.py``): with PyTorch's
+default init, random BN statistics and 4 channels, the 3-D nets' smoke output was constant. Used by
+``benchmarks/compare.py`` and ``tests/test_compare_references_004.py``.
 """
 
 from __future__ import annotations
