@@ -209,13 +209,13 @@ def _pair_cnn3d_s(smoke: bool, image: np.ndarray, seed: int) -> Pair:
   return Pair("cnn3d_s", model, variables, ref, "depth", refs.nhwc, attrs, _volume_input(attrs), 3)
 
 
-def _pair_ssegdepnet(smoke: bool, image: np.ndarray, seed: int) -> Pair:
-  """U-Net -> arg-max OHESS -> 3D CNN-UP; the depth output is compared (the planes carry no gradient).
+def _pair_ssegdepnet(smoke: bool, image: np.ndarray, seed: int, ohess_mode: str = "argmax") -> Pair:
+  """U-Net -> OHESS -> 3D CNN-UP; the depth output is compared (the planes carry no gradient).
 
-  ``ohess_mode='argmax'`` rather than the default per-class threshold: a plane flips where two
-  implementations put a logit on different sides of the decision, and an arg-max has one decision per
-  pixel instead of one per class, so near-ties (which make the depth differ by far more than TOL) are
-  rarer at paper widths.
+  ``ohess_mode='argmax'`` by default rather than the model's per-class ``'threshold'`` (also supported):
+  a plane flips where two implementations put a logit on different sides of the decision, and an
+  arg-max has one decision per pixel instead of one per class, so near-ties (which make the depth differ
+  by far more than TOL) are rarer at paper widths.
   """
   import torch
 
@@ -228,16 +228,20 @@ def _pair_ssegdepnet(smoke: bool, image: np.ndarray, seed: int) -> Pair:
   width = 4 if smoke else 64
   depth_net = {"widths": (width,) * 3, "bottleneck_width": width, "up_widths": (width,) * 2}
   num_classes = 3 if smoke else 14
-  attrs = {"num_classes": num_classes, "ohess_mode": "argmax", "unet": unet, "depth_net": depth_net}
+  attrs = {
+    "num_classes": num_classes,
+    "ohess_mode": ohess_mode,
+    "unet": unet,
+    "depth_net": depth_net,
+  }
   model = get_model("ssegdepnet", **attrs)
-  ref = refs4.build_ssegdepnet(num_classes, **unet, **depth_net, ohess_mode="argmax")
+  ref = refs4.build_ssegdepnet(num_classes, **unet, **depth_net, ohess_mode=ohess_mode)
   refs4.liven(ref, seed + 2)
   refs.randomise_batchnorm(ref, seed + 1)
   x = refs.nchw(image, torch)
   refs4.calibrate_batchnorm(ref, x)
-  refs4.centre_unet_logits(
-    ref.unet, x
-  )  # else one class wins everywhere and the planes are constant
+  # Else one class wins everywhere and the planes are constant.
+  refs4.centre_unet_logits(ref.unet, x)
   with torch.no_grad():  # a positive head bias keeps the ReLU output alive (as for cnn3d_up)
     ref.depth_net.deconv[-1].bias.fill_(0.5)
   table = refs4.ssegdepnet_key_table(unet["depth"])

@@ -149,3 +149,15 @@ def test_compare_smoke_ds_sidenet(tmp_path):
   assert r["flops"] and r["flops"] > 0
   assert r["jax_s"]["median"] > 0 and r["torch_s"]["median"] > 0
   assert "| ds_sidenet | ok |" in (tmp_path / "compare_train_f32.md").read_text()
+
+
+def test_ssegdepnet_reference_agrees_with_threshold_planes():
+  """The model's default OHESS (sigmoid > 0.5 per class, multi-hot) agrees too, at a non-square size."""
+  require("torch")
+  from benchmarks import compare
+
+  image = np.random.default_rng(0).random((2, 32, 48, 3)).astype(np.float32)
+  labels = np.zeros((2, 32, 48), np.int32)
+  pair = compare._pair_ssegdepnet(True, image, 0, ohess_mode="threshold")
+  rec = compare.check_equal(pair, image, labels, "cpu")
+  assert rec["ok"] and rec["max_abs_diff"] <= compare.TOL, rec
