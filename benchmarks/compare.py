@@ -4,14 +4,17 @@ For every requested registered family with a PyTorch reference (:data:`PAIR_BUIL
 ``benchmarks/torch_references.py``: paper 000's U-Net, SCRX and 3D CNN-UP, written from
 docs/model_spec.md §1.1, §1.2, §1.4; ``benchmarks/torch_references_001_002.py``: paper 001's
 DeepLab-VGG, DepthNet, HybridNet A1 / A2 and paper 002's DeepLab-v2 ResNet-101 with its segmentation /
-depth-bin / regression head, §2, §3.1; paper 003's Semantic-MD baseline is segmentation_models_pytorch's
-own ``Unet('tu-efficientnet_b4')``), in one process:
+depth-bin / regression head, §2, §3.1; ``benchmarks/torch_references_004.py``: paper 000's 3D CNN-S and
+SSegDep-Net, §1.3, §1.5, and paper 004's DS-SIDENet, §5.1-§5.2; paper 003's Semantic-MD baseline is
+segmentation_models_pytorch's own ``Unet('tu-efficientnet_b4')``), in one process:
 
 1. build both models; the PyTorch one gets random weights (BatchNorm affine parameters and running
    statistics randomised too; papers 001 / 002: each convolution and linear layer rescaled to unit output
-   RMS on the input, ``calibrate_scales``, so Caffe-range inputs give O(1) outputs) and they go into our
-   variables through the weight converter's key table (``semdepth_jax.weights.keymap.apply_key_table``,
-   strict);
+   RMS on the input, ``calibrate_scales``, so Caffe-range inputs give O(1) outputs; the 3-D nets,
+   SSegDep-Net and Semantic-MD: running statistics of the input (and He-initialised convs for the 3-D
+   nets, ``torch_references_004.liven`` / ``calibrate_batchnorm``), without which their output hardly
+   depends on the input) and they go into our variables through the weight converter's key table
+   (``semdepth_jax.weights.keymap.apply_key_table``, strict);
 2. check that both give the same output on one input in inference mode: ``max |jax - torch| <= 1e-4 *
    max(1, max |torch|)`` and a non-zero output, in full float32 (TF32 off in both for the check). A
    model that fails is reported as ``mismatch`` and never timed;
@@ -80,20 +83,19 @@ PAPER_SIZE = {
   "deeplab_sid": (420, 800),
   "deeplab_regression": (420, 800),
   "semantic_md": (256, 256),
+  "cnn3d_s": (192, 320),
+  "ssegdepnet": (192, 320),
+  "ds_sidenet": (240, 320),
 }
 """The paper's training input size (H, W) per family (docs/model_spec.md §1; paper 001's 320 x 320 crops,
 ``configs/hybridnet.py``; paper 002's 420 x 800 crops, ``configs/deeplab_sid.py``; paper 003's 256 x 256,
-§4.5)."""
+§4.5; paper 004's ScanNet 320 x 240, §5.4)."""
 
 SMOKE_SIZE = {"semantic_md": (64, 64)}
 """``--smoke`` input size where 16x16 does not fit: smp U-Nets need H, W divisible by 32, and at 32x32
 (1x1 bottom features, batch-statistics BatchNorm) the random EfficientNet saturates the sigmoid."""
 
-NO_REFERENCE = {
-  "cnn3d_s": "3-D CNN (paper 000 §1.3); no PyTorch reference written yet",
-  "ssegdepnet": "two-stage U-Net + depth net; compare its parts (unet, scrx)",
-  "ds_sidenet": "paper 004; no PyTorch reference written yet",
-}
+NO_REFERENCE: dict[str, str] = {}
 """Registered families without a whole-model PyTorch reference here, with the reason."""
 
 
@@ -174,6 +176,7 @@ def _pair_cnn3d_up(smoke: bool, image: np.ndarray, seed: int) -> Pair:
   import torch
 
   import benchmarks.torch_references as refs
+  import benchmarks.torch_references_004 as refs4
   from semdepth_jax.models import get_model
 
   width = 4 if smoke else 64
@@ -185,12 +188,15 @@ def _pair_cnn3d_up(smoke: bool, image: np.ndarray, seed: int) -> Pair:
   }
   model = get_model("cnn3d_up", **attrs)
   ref = refs.build_cnn3d_up(attrs["widths"], attrs["bottleneck_width"], attrs["up_widths"])
+  # PyTorch's default init and random BN statistics left the output independent of the input.
+  refs4.liven(ref, seed + 2)
   refs.randomise_batchnorm(ref, seed + 1)
+  labels = np.zeros(image.shape[:3], np.int32)
+  refs4.calibrate_batchnorm(ref, _volume_input(attrs)(image, labels))
   with (
     torch.no_grad()
   ):  # a positive head bias keeps the ReLU output alive (else the check is vacuous)
     ref.deconv[-1].bias.fill_(0.5)
-  labels = np.zeros(image.shape[:3], np.int32)
   table = refs.cnn3d_up_key_table()
   variables = _convert("cnn3d_up", model, ref, table, image, ("deconv.",), labels)
   return Pair("cnn3d_up", model, variables, ref, "depth", refs.nhwc, attrs, _volume_input(attrs), 3)
@@ -371,6 +377,82 @@ def _pair_deeplab_regression(smoke: bool, image: np.ndarray, seed: int) -> Pair:
   return _pair_paper002("deeplab_regression", smoke, image, seed)
 
 
+def _pair_cnn3d_s(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  import benchmarks.torch_references as refs
+  import benchmarks.torch_references_004 as refs4
+  from semdepth_jax.models import get_model
+
+  attrs = {"num_classes": 3 if smoke else 14, "widths": (4, 4, 4) if smoke else (64, 64, 128)}
+  model = get_model("cnn3d_s", **attrs)
+  ref = refs4.build_cnn3d_s(attrs["widths"])
+  refs4.liven(ref, seed + 2)
+  refs.randomise_batchnorm(ref, seed + 1)
+  labels = np.zeros(image.shape[:3], np.int32)
+  refs4.calibrate_batchnorm(ref, _volume_input(attrs)(image, labels))
+  table = refs4.cnn3d_s_key_table()
+  variables = _convert("cnn3d_s", model, ref, table, image, (), labels)
+  return Pair("cnn3d_s", model, variables, ref, "depth", refs.nhwc, attrs, _volume_input(attrs), 3)
+
+
+def _pair_ssegdepnet(smoke: bool, image: np.ndarray, seed: int, ohess_mode: str = "argmax") -> Pair:
+  """U-Net -> OHESS -> 3D CNN-UP; the depth output is compared (the planes carry no gradient).
+
+  ``ohess_mode='argmax'`` by default rather than the model's per-class ``'threshold'`` (also supported):
+  a plane flips where two implementations put a logit on different sides of the decision, and an
+  arg-max has one decision per pixel instead of one per class, so near-ties (which make the depth differ
+  by far more than TOL) are rarer at paper widths.
+  """
+  import torch
+
+  import benchmarks.torch_references as refs
+  import benchmarks.torch_references_004 as refs4
+  from semdepth_jax.models import get_model
+
+  unet = {"base_width": 4, "depth": 1} if smoke else {"base_width": 64, "depth": 4}
+  unet["dropout_rate"] = 0.05
+  width = 4 if smoke else 64
+  depth_net = {"widths": (width,) * 3, "bottleneck_width": width, "up_widths": (width,) * 2}
+  num_classes = 3 if smoke else 14
+  attrs = {
+    "num_classes": num_classes,
+    "ohess_mode": ohess_mode,
+    "unet": unet,
+    "depth_net": depth_net,
+  }
+  model = get_model("ssegdepnet", **attrs)
+  ref = refs4.build_ssegdepnet(num_classes, **unet, **depth_net, ohess_mode=ohess_mode)
+  refs4.liven(ref, seed + 2)
+  refs.randomise_batchnorm(ref, seed + 1)
+  x = refs.nchw(image, torch)
+  refs4.calibrate_batchnorm(ref, x)
+  # Else one class wins everywhere and the planes are constant.
+  refs4.centre_unet_logits(ref.unet, x)
+  with torch.no_grad():  # a positive head bias keeps the ReLU output alive (as for cnn3d_up)
+    ref.depth_net.deconv[-1].bias.fill_(0.5)
+  table = refs4.ssegdepnet_key_table(unet["depth"])
+  transposed = ("unet.ups.", "depth_net.deconv.")
+  variables = _convert("ssegdepnet", model, ref, table, image, transposed)
+  return Pair("ssegdepnet", model, variables, ref, "depth", refs.nhwc, attrs, _image_input, 3)
+
+
+def _pair_ds_sidenet(smoke: bool, image: np.ndarray, seed: int) -> Pair:
+  """DS-SIDENet, low range, both branches (registry defaults); the classification logits are compared."""
+  import benchmarks.torch_references as refs
+  import benchmarks.torch_references_004 as refs4
+  from semdepth_jax.models import get_model
+
+  attrs = {"width_divisor": 8, "sam_k": 4, "depth_bins": ("log10", 0.7, 10.0, 8)} if smoke else {}
+  model = get_model("ds_sidenet", **attrs)
+  ref = refs4.build_ds_sidenet(
+    model.variant, model.width_divisor, model.num_bin_classes(), model.sam_k, model.sam_modules
+  )
+  refs.randomise_batchnorm(ref, seed + 1)
+  table = refs4.ds_sidenet_key_table(model.variant, model.sam_k, model.sam_modules)
+  variables = _convert("ds_sidenet", model, ref, table, image)
+  attrs = {"variant": model.variant, "upproj_impl": model.upproj_impl, **attrs}
+  return Pair("ds_sidenet", model, variables, ref, "depth_logits", refs.nhwc, attrs, _image_input)
+
+
 PAIR_BUILDERS: dict[str, Callable[[bool, np.ndarray, int], Pair]] = {
   "unet": _pair_unet,
   "scrx": _pair_scrx,
@@ -383,6 +465,9 @@ PAIR_BUILDERS: dict[str, Callable[[bool, np.ndarray, int], Pair]] = {
   "deeplab_v2": _pair_deeplab_v2,
   "deeplab_sid": _pair_deeplab_sid,
   "deeplab_regression": _pair_deeplab_regression,
+  "cnn3d_s": _pair_cnn3d_s,
+  "ssegdepnet": _pair_ssegdepnet,
+  "ds_sidenet": _pair_ds_sidenet,
 }
 """Registry name -> ``(smoke, image NHWC float32 [0, 1], seed) -> Pair``: both implementations of the
 family with the same random weights (paper widths, or tiny ones with ``smoke``). A family's entry here and

@@ -24,9 +24,11 @@ TESTED_ELSEWHERE = (
   "deeplab_v2",
   "deeplab_sid",
   "deeplab_regression",
+  "ds_sidenet",
 )
-"""Families whose references have their own small tests (tests/test_compare_001_002.py); the whole-run
-smoke below leaves them out to stay fast (their train steps compile a VGG / ResNet each)."""
+"""Families whose references have their own small tests (tests/test_compare_001_002.py,
+tests/test_compare_references_004.py); the whole-run smoke below leaves them out to stay fast (their
+train steps compile a VGG / ResNet / DS-SIDENet each)."""
 
 
 def test_compare_smoke_runs_and_implementations_agree(tmp_path):
@@ -39,7 +41,8 @@ def test_compare_smoke_runs_and_implementations_agree(tmp_path):
   by_name = {r["model"]: r for r in results["models"]}
   assert sorted(by_name) == sorted(names)  # no family silently dropped
   compared = [r for r in results["models"] if r["status"] != "no reference"]
-  assert {r["model"] for r in compared} >= {"unet", "scrx", "cnn3d_up", "semantic_md"}
+  want = {"unet", "scrx", "cnn3d_up", "cnn3d_s", "ssegdepnet", "semantic_md"}
+  assert {r["model"] for r in compared} >= want
   for r in compared:
     assert r["status"] == "ok", r
     assert r["equality"]["ok"] and r["equality"]["max_abs_diff"] <= compare.TOL, r["equality"]
