@@ -545,7 +545,7 @@ def check_equal(pair: Pair, image: np.ndarray, labels: np.ndarray, torch_device:
   return rec
 
 
-def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int):
+def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int, cpu_conv: str = "ynn"):
   """``(compiled step, run(), flops, compile_s)``; ``run`` advances the train state in train mode."""
   import jax
   import jax.numpy as jnp
@@ -565,7 +565,10 @@ def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int):
     tx = optax.sgd(1e-3, momentum=0.9)
     params, stats = split_variables(pair.variables)
     state = create_state(params, stats, tx.init(params), jax.random.key(seed))
-    fn = jax.jit(step_lib.make_train_step(pair.model, loss_fn, tx, compute_dtype=compute))
+    fn = jax.jit(
+      step_lib.make_train_step(pair.model, loss_fn, tx, compute_dtype=compute),
+      compiler_options=step_lib.compiler_options(cpu_conv),  # config.cpu_conv
+    )
     args = [state, batch]
   else:
     dt = step_lib.COMPUTE_DTYPES[compute]
@@ -665,10 +668,12 @@ def compare_model(name: str, args: argparse.Namespace, torch_device: str) -> dic
   run_jax, rec["flops"], rec["jax_compile_s"] = _jax_runner(
     pair, image, labels, args.mode, args.dtype, args.seed
   )
-  runners = {
-    "jax": run_jax,
-    "torch": _torch_runner(pair, image, labels, args.mode, args.dtype, torch_device, False),
-  }
+  runners = {"jax": run_jax}
+  if args.mode == "train" and "eigen" in args.cpu_conv:
+    runners["jax_eigen"], _, rec["jax_eigen_compile_s"] = _jax_runner(
+      pair, image, labels, args.mode, args.dtype, args.seed, "eigen"
+    )
+  runners["torch"] = _torch_runner(pair, image, labels, args.mode, args.dtype, torch_device, False)
   if args.torch_compile:
     try:
       t0 = time.perf_counter()
@@ -692,6 +697,8 @@ def compare_model(name: str, args: argparse.Namespace, torch_device: str) -> dic
   for k, ts in times.items():
     rec[f"{k}_s"] = _stats(ts)
   rec["ratio"] = rec["torch_s"]["median"] / rec["jax_s"]["median"]
+  if "jax_eigen_s" in rec:
+    rec["ratio_eigen"] = rec["torch_s"]["median"] / rec["jax_eigen_s"]["median"]
   if "torch_compile_s" in rec:
     rec["ratio_compiled"] = rec["torch_compile_s"]["median"] / rec["jax_s"]["median"]
   rec["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -742,12 +749,13 @@ def markdown(results: dict) -> str:
     f"torch {env['torch']} ({env['torch_device']}); {env['threads']}; {env['date']}",
     "",
     "| model | status | params | JAX s/step (min–max) | PyTorch s/step (min–max) | ratio | "
-    "torch.compile s/step | JAX compile s | GFLOP/step | max RSS MiB | max abs diff |",
-    "|---|---|---|---|---|---|---|---|---|---|---|",
+    "JAX cpu_conv=eigen s/step | ratio (eigen) | torch.compile s/step | JAX compile s | GFLOP/step | "
+    "max RSS MiB | max abs diff |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for r in results["models"]:
     if r["status"] == "no reference":
-      lines.append(f"| {r['model']} | no reference: {r['reason']} |" + " – |" * 9)
+      lines.append(f"| {r['model']} | no reference: {r['reason']} |" + " – |" * 11)
       continue
     eq = r.get("equality", {})
     tc = (
@@ -756,12 +764,14 @@ def markdown(results: dict) -> str:
       else r.get("torch_compile_error", "–")
     )
     flops = f"{r['flops'] / 1e9:.3g}" if r.get("flops") else "–"
+    eigen = f"{r['ratio_eigen']:.2f}" if "ratio_eigen" in r else "–"
     lines.append(
       f"| {r['model']} | {r['status']} | {r.get('params', 0):,} | {_fmt_time(r.get('jax_s'))} | "
-      f"{_fmt_time(r.get('torch_s'))} | {r['ratio']:.2f} | {tc} | {r.get('jax_compile_s', 0):.1f} | "
+      f"{_fmt_time(r.get('torch_s'))} | {r['ratio']:.2f} | {_fmt_time(r.get('jax_eigen_s'))} | "
+      f"{eigen} | {tc} | {r.get('jax_compile_s', 0):.1f} | "
       f"{flops} | {r.get('max_rss_mib', 0):.0f} | {eq.get('max_abs_diff', float('nan')):.1e} |"
       if r["status"] == "ok"
-      else f"| {r['model']} | {r['status']} | {r.get('params', 0):,} | – | – | – | – | – | – | – | "
+      else f"| {r['model']} | {r['status']} | {r.get('params', 0):,} | – | – | – | – | – | – | – | – | – | "
       f"{eq.get('max_abs_diff', eq.get('error', '–'))} |"
     )
   return "\n".join(lines) + "\n"
@@ -794,6 +804,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   )
   p.add_argument("--threads", type=int, default=0, help="pin to N cores (0: leave as is)")
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument(
+    "--cpu-conv",
+    default="ynn",
+    help="'ynn', or 'ynn,eigen' to also time the train step with config.cpu_conv='eigen' (XLA's Eigen "
+    "convolutions instead of YNNPACK fusions on CPU) side by side",
+  )
   p.add_argument("--out", default="", help="directory for compare_<mode>_<dtype>.json and .md")
   args = p.parse_args(argv)
   if args.size:
@@ -804,6 +820,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.size = (h, w)
   else:
     args.size = None
+  args.cpu_conv = tuple(args.cpu_conv.split(","))
+  if args.cpu_conv not in (("ynn",), ("ynn", "eigen")):
+    p.error(f"--cpu-conv: expected 'ynn' or 'ynn,eigen', got {','.join(args.cpu_conv)!r}")
   if args.smoke:
     args.repeats, args.warmup = 1, 1
   return args
