@@ -36,7 +36,9 @@ compiled step; None when the backend gives none), ``max_rss_mib`` (``resource.ge
 monotone over the run, so only the first model's value is its own), on GPUs also the device peaks
 (``jax_peak_mib`` from ``memory_stats()['peak_bytes_in_use']``, cumulative like RSS;
 ``torch_peak_mib`` from ``torch.cuda.max_memory_allocated``, reset per model), and
-``torch_compile_s`` with ``--torch-compile`` (the error when ``torch.compile`` fails). Families without a
+``torch_compile_s`` with ``--torch-compile`` (the error when ``torch.compile`` fails), and with
+``--variants eigen,dwconv`` the JAX step of those configurations (:data:`VARIANTS`) timed in the same
+alternation, each with its own ratio: the before/after columns of a speed change. Families without a
 PyTorch reference are listed with status ``no reference`` and the reason.
 
   python benchmarks/compare.py --models all --mode train --smoke       # CPU, seconds, tiny widths
@@ -545,16 +547,32 @@ def check_equal(pair: Pair, image: np.ndarray, labels: np.ndarray, torch_device:
   return rec
 
 
-def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int, cpu_conv: str = "ynn"):
-  """``(compiled step, run(), flops, compile_s)``; ``run`` advances the train state in train mode."""
+VARIANTS = {
+  "eigen": "config.cpu_conv='eigen' (train step: XLA's Eigen convolutions instead of YNNPACK fusions)",
+  "dwconv": "depthwise convolutions as one grouped convolution (layers.depthwise_conv_impl('conv'), "
+  "the library's behaviour before the CPU default became 'taps')",
+}
+"""``--variants``: further JAX configurations timed side by side with the default (one column each)."""
+
+
+def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int, variant: str = ""):
+  """``(run(), flops, compile_s)`` of the JAX step (a :data:`VARIANTS` key, or '' = the defaults).
+
+  ``run`` advances the train state in train mode.
+  """
+  import contextlib
+
   import jax
   import jax.numpy as jnp
   import optax
 
+  from semdepth_jax.models import layers
   from semdepth_jax.train import step as step_lib
   from semdepth_jax.train.state import create_state, split_variables
 
   compute = {"f32": "float32", "bf16": "bfloat16"}[dtype]
+  options = step_lib.compiler_options("eigen" if variant == "eigen" else "ynn")  # config.cpu_conv
+  traced = layers.depthwise_conv_impl("conv") if variant == "dwconv" else contextlib.nullcontext()
   batch = {"image": jnp.asarray(image), "segmentation": jnp.asarray(labels, jnp.int32)}
   key = pair.output_key
   if mode == "train":
@@ -567,7 +585,7 @@ def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int, cpu
     state = create_state(params, stats, tx.init(params), jax.random.key(seed))
     fn = jax.jit(
       step_lib.make_train_step(pair.model, loss_fn, tx, compute_dtype=compute),
-      compiler_options=step_lib.compiler_options(cpu_conv),  # config.cpu_conv
+      compiler_options=options,
     )
     args = [state, batch]
   else:
@@ -577,10 +595,11 @@ def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int, cpu
       out, _ = step_lib.apply_model(pair.model, variables, batch, train=False, compute_dtype=dt)
       return out[key]
 
-    fn = jax.jit(infer)
+    fn = jax.jit(infer)  # config.cpu_conv applies to the train step only
     args = [pair.variables, batch]
   t0 = time.perf_counter()
-  compiled = fn.lower(*args).compile()
+  with traced:
+    compiled = fn.lower(*args).compile()
   compile_s = time.perf_counter() - t0
   cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):
@@ -669,9 +688,11 @@ def compare_model(name: str, args: argparse.Namespace, torch_device: str) -> dic
     pair, image, labels, args.mode, args.dtype, args.seed
   )
   runners = {"jax": run_jax}
-  if args.mode == "train" and "eigen" in args.cpu_conv:
-    runners["jax_eigen"], _, rec["jax_eigen_compile_s"] = _jax_runner(
-      pair, image, labels, args.mode, args.dtype, args.seed, "eigen"
+  for v in args.variants:
+    if v == "eigen" and args.mode != "train":
+      continue
+    runners[f"jax_{v}"], _, rec[f"jax_{v}_compile_s"] = _jax_runner(
+      pair, image, labels, args.mode, args.dtype, args.seed, v
     )
   runners["torch"] = _torch_runner(pair, image, labels, args.mode, args.dtype, torch_device, False)
   if args.torch_compile:
@@ -697,8 +718,9 @@ def compare_model(name: str, args: argparse.Namespace, torch_device: str) -> dic
   for k, ts in times.items():
     rec[f"{k}_s"] = _stats(ts)
   rec["ratio"] = rec["torch_s"]["median"] / rec["jax_s"]["median"]
-  if "jax_eigen_s" in rec:
-    rec["ratio_eigen"] = rec["torch_s"]["median"] / rec["jax_eigen_s"]["median"]
+  for v in args.variants:
+    if f"jax_{v}_s" in rec:
+      rec[f"ratio_{v}"] = rec["torch_s"]["median"] / rec[f"jax_{v}_s"]["median"]
   if "torch_compile_s" in rec:
     rec["ratio_compiled"] = rec["torch_compile_s"]["median"] / rec["jax_s"]["median"]
   rec["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -744,18 +766,22 @@ def _fmt_time(s: dict | None) -> str:
 def markdown(results: dict) -> str:
   """The results as a markdown table (seconds per step; ratio = PyTorch / JAX)."""
   env, a = results["environment"], results["args"]
+  variants = list(a.get("variants", ()))
+  vhead = "".join(f"JAX {v} s/step | ratio ({v}) | " for v in variants)
   lines = [
     f"{a['mode']}, batch {a['batch']}, {a['dtype']}; jax {env['jax']} ({env['jax_device']}), "
     f"torch {env['torch']} ({env['torch_device']}); {env['threads']}; {env['date']}",
     "",
     "| model | status | params | JAX s/step (min–max) | PyTorch s/step (min–max) | ratio | "
-    "JAX cpu_conv=eigen s/step | ratio (eigen) | torch.compile s/step | JAX compile s | GFLOP/step | "
-    "max RSS MiB | max abs diff |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    + vhead
+    + "torch.compile s/step | JAX compile s | GFLOP/step | max RSS MiB | max abs diff |",
+    "|---" * (11 + 2 * len(variants)) + "|",
   ]
   for r in results["models"]:
     if r["status"] == "no reference":
-      lines.append(f"| {r['model']} | no reference: {r['reason']} |" + " – |" * 11)
+      lines.append(
+        f"| {r['model']} | no reference: {r['reason']} |" + " – |" * (9 + 2 * len(variants))
+      )
       continue
     eq = r.get("equality", {})
     tc = (
@@ -764,15 +790,21 @@ def markdown(results: dict) -> str:
       else r.get("torch_compile_error", "–")
     )
     flops = f"{r['flops'] / 1e9:.3g}" if r.get("flops") else "–"
-    eigen = f"{r['ratio_eigen']:.2f}" if "ratio_eigen" in r else "–"
+    vcells = "".join(
+      f"{_fmt_time(r.get(f'jax_{v}_s'))} | "
+      + (f"{r[f'ratio_{v}']:.2f}" if f"ratio_{v}" in r else "–")
+      + " | "
+      for v in variants
+    )
     lines.append(
       f"| {r['model']} | {r['status']} | {r.get('params', 0):,} | {_fmt_time(r.get('jax_s'))} | "
-      f"{_fmt_time(r.get('torch_s'))} | {r['ratio']:.2f} | {_fmt_time(r.get('jax_eigen_s'))} | "
-      f"{eigen} | {tc} | {r.get('jax_compile_s', 0):.1f} | "
-      f"{flops} | {r.get('max_rss_mib', 0):.0f} | {eq.get('max_abs_diff', float('nan')):.1e} |"
+      f"{_fmt_time(r.get('torch_s'))} | {r['ratio']:.2f} | {vcells}{tc} | "
+      f"{r.get('jax_compile_s', 0):.1f} | {flops} | {r.get('max_rss_mib', 0):.0f} | "
+      f"{eq.get('max_abs_diff', float('nan')):.1e} |"
       if r["status"] == "ok"
-      else f"| {r['model']} | {r['status']} | {r.get('params', 0):,} | – | – | – | – | – | – | – | – | – | "
-      f"{eq.get('max_abs_diff', eq.get('error', '–'))} |"
+      else f"| {r['model']} | {r['status']} | {r.get('params', 0):,} |"
+      + " – |" * (7 + 2 * len(variants))
+      + f" {eq.get('max_abs_diff', eq.get('error', '–'))} |"
     )
   return "\n".join(lines) + "\n"
 
@@ -805,10 +837,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--threads", type=int, default=0, help="pin to N cores (0: leave as is)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument(
-    "--cpu-conv",
-    default="ynn",
-    help="'ynn', or 'ynn,eigen' to also time the train step with config.cpu_conv='eigen' (XLA's Eigen "
-    "convolutions instead of YNNPACK fusions on CPU) side by side",
+    "--variants",
+    default="",
+    help="comma-separated further JAX configurations timed side by side: "
+    + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()),
   )
   p.add_argument("--out", default="", help="directory for compare_<mode>_<dtype>.json and .md")
   args = p.parse_args(argv)
@@ -820,9 +852,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.size = (h, w)
   else:
     args.size = None
-  args.cpu_conv = tuple(args.cpu_conv.split(","))
-  if args.cpu_conv not in (("ynn",), ("ynn", "eigen")):
-    p.error(f"--cpu-conv: expected 'ynn' or 'ynn,eigen', got {','.join(args.cpu_conv)!r}")
+  args.variants = tuple(v for v in args.variants.split(",") if v)
+  unknown = [v for v in args.variants if v not in VARIANTS]
+  if unknown:
+    p.error(f"--variants: expected names from {', '.join(VARIANTS)}, got {','.join(unknown)!r}")
   if args.smoke:
     args.repeats, args.warmup = 1, 1
   return args

@@ -240,7 +240,7 @@ CPU_CONV_IMPLS: dict[str, dict[str, str] | None] = {
 ``'ynn'`` (default): jaxlib's own choice, every convolution in a YNNPACK fusion (jaxlib 0.10). ``'eigen'``:
 only matrix products go to YNNPACK; convolutions and their gradients use XLA's Eigen kernels. Same
 operators, different kernels: results agree to float rounding, not bitwise. Which is faster depends on the
-model (measured side by side with ``benchmarks/compare.py --cpu-conv ynn,eigen``; the README's performance
+model (measured side by side with ``benchmarks/compare.py --variants eigen``; the README's performance
 section lists it per family). Ignored on GPU and TPU."""
 
 
