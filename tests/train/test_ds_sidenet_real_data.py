@@ -6,19 +6,15 @@ loop / pipeline, and compares its validation depth at the stored resolution with
 everywhere. The baseline and the metrics (docs/model_spec.md §8.1, replica's protocol: 1e-3 < y < 10 m,
 prediction clamped, per image, mean over images) are computed here with numpy, independently of the library.
 
-Setting and margins from ``nice -n 10 python benchmarks/ds_sidenet_losses.py --size tiny --seeds 3
---losses soft_reg,reg,hard --dataset replica --steps 100`` (library evaluation, replica validation; mean-depth
-baseline abs_rel 0.459, rmse 0.694, rmse_log 0.408, delta1 0.276). Per-seed margins over the baseline
-(seeds 0 / 1 / 2):
+Setting and margins from ``python benchmarks/ds_sidenet_losses.py --size tiny --seeds 3 --losses reg,soft_reg
+--dataset replica --steps 300`` (library evaluation, replica validation; mean-depth baseline abs_rel 0.459,
+rmse 0.694, rmse_log 0.408, delta1 0.276). Per-seed margins of ``loss=reg`` over the baseline (seeds
+0 / 1 / 2): abs_rel 0.093 / 0.131 / 0.072, rmse 0.129 / 0.145 / 0.089, rmse_log 0.072 / 0.079 / 0.055,
+delta1 0.114 / 0.160 / 0.104. The required margins (``MARGIN``) are half the smallest of them.
 
-* ``loss=reg`` (used here): abs_rel 0.013 / 0.230 / 0.190, rmse 0.010 / 0.192 / 0.192, rmse_log
-  0.017 / 0.116 / 0.117, delta1 0.018 / 0.318 / 0.249;
-* ``loss=soft_reg`` (the paper's): abs_rel 0.006 / 0.034 / 0.010, rmse_log 0.013 / 0.027 / 0.008 (too thin
-  to test at 100 steps);
-* ``loss=hard``: worse than the baseline on every seed.
-
-The required margins (``MARGIN``) are about half the smallest per-seed margin of ``reg`` (seed 0, the seed
-trained here).
+At 100 steps (this test's earlier setting) the margins were 0.013 / 0.230 / 0.190 (abs_rel): seed 0 flipped
+below the baseline when the depthwise convolutions changed from a grouped convolution to an equal sum of
+slices (float rounding only), so that length measured floating-point luck, not learning.
 """
 
 import os
@@ -37,8 +33,8 @@ pytestmark = [pytest.mark.real_data, pytest.mark.slow]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CFG = os.path.join(REPO, "configs", "ds_sidenet.py")
 MIN_DEPTH, MAX_DEPTH = 1e-3, 10.0  # get_meta('replica') validity range.
-LOSS, STEPS = "reg", 100
-MARGIN = {"abs_rel": 0.006, "rmse": 0.005, "rmse_log": 0.008, "delta1": 0.009}
+LOSS, STEPS = "reg", 300
+MARGIN = {"abs_rel": 0.035, "rmse": 0.045, "rmse_log": 0.027, "delta1": 0.05}
 """Required lead over the mean-depth baseline (module docstring)."""
 
 
