@@ -325,10 +325,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f"config.compute_dtype must be float32 or bfloat16, got {config.compute_dtype!r}"
     )
-  if config.get("cpu_conv", "ynn") not in (
-    "ynn",
-    "eigen",
-  ):  # semdepth_jax.train.step.CPU_CONV_IMPLS
+  # semdepth_jax.train.step.CPU_CONV_IMPLS
+  if config.get("cpu_conv", "ynn") not in ("ynn", "eigen"):
     raise ConfigError(f"config.cpu_conv must be ynn or eigen, got {config.cpu_conv!r}")
   check_values(config)
 
