@@ -156,6 +156,7 @@ def test_overrides_are_typed():
     ("", ("--config.seed=abc",), "bad override value"),
     ("", ("--seed=1",), "must have the form --config.key=value"),
     ("", ("--config.compute_dtype=float16",), "compute_dtype"),
+    ("", ("--config.cpu_conv=mkl",), r"config.cpu_conv must be ynn or eigen, got .mkl."),
     ("", ("--config.stage_order=('seg',)",), "stage_order"),
   ],
 )
