@@ -232,8 +232,10 @@ def export_onnx(
 
   try:
     # Padded max-pools as slice maxima: a padded NHWC reduce_window converts to a 4-D MaxPool kernel
-    # that onnxruntime rejects (layers.torch_max_pool_impl; same values).
-    with layers.torch_max_pool_impl("slices"):
+    # that onnxruntime rejects (layers.torch_max_pool_impl; same values). Depthwise convolutions as one
+    # grouped convolution (ONNX Conv with group = C, native in onnxruntime), not the CPU slices of
+    # layers.depthwise_conv_impl('auto'), whose hundreds of small ops make conversion very slow.
+    with layers.torch_max_pool_impl("slices"), layers.depthwise_conv_impl("conv"):
       proto = jax2onnx.to_onnx(
         tuple_fn,
         inputs=[jax.ShapeDtypeStruct((b, h, w, 3), jnp.float32)] if b != "B" else [(b, h, w, 3)],
