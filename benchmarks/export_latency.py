@@ -37,24 +37,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from benchmarks.compare import PAPER_SIZE  # noqa: E402  (paper input (H, W) per family)
 from semdepth_jax import export, models  # noqa: E402
-
-PAPER_SIZES = {
-  "unet": (192, 320),
-  "scrx": (192, 320),
-  "ssegdepnet": (192, 320),
-  "deeplab_vgg": (320, 320),
-  "depthnet": (320, 320),
-  "hybridnet_a1": (320, 320),
-  "hybridnet_a2": (320, 320),
-  "deeplab_v2": (420, 800),
-  "deeplab_sid": (420, 800),
-  "deeplab_regression": (420, 800),
-  "ds_sidenet": (240, 320),
-  "semantic_md": (256, 256),
-}
-"""Paper input (H, W) per family (configs/ssegdepnet.py, hybridnet.py, deeplab_sid.py, ds_sidenet.py,
-semantic_md.py ``IMAGE_SIZES``)."""
 
 PAPER_OVERRIDES = {"scrx": {"use_ohess": False, "depth_norm": 20.0}}
 """SCRX as its RGB-only variant (the OHESS variant reads ground-truth labels)."""
@@ -74,7 +58,7 @@ def bench(name: str, widths: str, batch: int, reps: int, tmp: str) -> dict:
   from tests.test_export import TINY, random_variables, reference
 
   kw = TINY[name] if widths == "tiny" else PAPER_OVERRIDES.get(name, {})
-  size = (32, 48) if widths == "tiny" else PAPER_SIZES[name]
+  size = (32, 48) if widths == "tiny" else PAPER_SIZE[name]
   model = models.get_model(name, **kw)
   variables = random_variables(model, size)
   x = np.random.default_rng(1).uniform(size=(batch, *size, 3)).astype(np.float32)

@@ -15,17 +15,9 @@ import pytest
 
 from semdepth_jax.models import known_models
 from tests.parity.conftest import require
+from tests.test_compare_001_002 import FAMILIES as FAMILIES_001_002
 
-TESTED_ELSEWHERE = (
-  "deeplab_vgg",
-  "depthnet",
-  "hybridnet_a1",
-  "hybridnet_a2",
-  "deeplab_v2",
-  "deeplab_sid",
-  "deeplab_regression",
-  "ds_sidenet",
-)
+TESTED_ELSEWHERE = (*FAMILIES_001_002, "ds_sidenet")
 """Families whose references have their own small tests (tests/test_compare_001_002.py,
 tests/test_compare_references_004.py); the whole-run smoke below leaves them out to stay fast (their
 train steps compile a VGG / ResNet / DS-SIDENet each)."""
