@@ -90,28 +90,35 @@ def image_files(shared: str, folders: tuple[str, ...], name: str) -> list[str]:
 def route_sets(router, shared: str) -> dict[str, dict]:
   """Routes every image of :data:`SETS` with ``router`` (``routed.CoarseRouter``), one at a time.
 
+  Every statistic of ``routing.STATISTICS`` is scored from the same prediction (the router's own
+  ``statistic`` only decides its ``is_low``, which is not used here).
+
   Returns:
-    ``{set: {'truth', 'n', 'correct', 'accuracy', 'max_depth': [metres per image]}}``.
+    ``{set: {'truth', 'n', 'correct': {statistic: int}, 'accuracy': {statistic: float},
+    'depth': {statistic: [metres per image]}}}``.
   """
   import jax.numpy as jnp
 
-  from semdepth_jax import predict
+  from semdepth_jax import predict, routing
 
   out = {}
   for name, truth, folders in SETS:
-    correct, depths = 0, []
+    depths: dict[str, list[float]] = {k: [] for k in routing.STATISTICS}
     for f in image_files(shared, folders, name):
       img = predict.read_image(f)
       r = router(jnp.asarray(img[None], jnp.float32) / 255.0)
-      is_low = bool(np.asarray(r["is_low"]).reshape(-1)[0])
-      correct += int(is_low == (truth == "low"))
-      depths.append(float(np.asarray(r["max_depth"]).reshape(-1)[0]))
+      for k in routing.STATISTICS:
+        depths[k].append(float(np.asarray(r[f"{k}_depth"]).reshape(-1)[0]))
+    correct = {
+      k: int(np.sum((np.array(v) > router.sigma) == (truth == "high"))) for k, v in depths.items()
+    }
+    n = len(depths["max"])
     out[name] = {
       "truth": truth,
-      "n": len(depths),
+      "n": n,
       "correct": correct,
-      "accuracy": correct / len(depths),
-      "max_depth": depths,
+      "accuracy": {k: c / n for k, c in correct.items()},
+      "depth": depths,
     }
   return out
 
@@ -186,11 +193,13 @@ def train_router(
   steps: int,
   outdoor: str = "",
   loss: str = "soft_reg",
+  overrides: tuple[str, ...] = (),
 ) -> float:
   """Trains the coarse preset into ``workdir`` unless it is finished; returns the training seconds.
 
   ``outdoor``: replaces the mixture's outdoor member (e.g. ``synthetic_city/tiny``); '' keeps the preset's.
   ``loss``: the preset's ``loss=`` (Table 6 row; ``reg`` decodes the regression branch).
+  ``overrides``: further ``--config.KEY=VALUE`` arguments (e.g. ``--config.augment.jitter=True``).
   """
   from semdepth_jax.train import config_utils, loop
 
@@ -212,6 +221,7 @@ def train_router(
     ov.append(f"--config.data_dir={data_dir}")
   if outdoor:
     ov.append(f"--config.train_mixture=(('replica', 1.0), ('{outdoor}', 1.0))")
+  ov += list(overrides)
   config = config_utils.load_config(
     f"{path}:model=coarse,loss={loss},size={size},steps={steps}", ov
   )
@@ -221,6 +231,26 @@ def train_router(
   with open(done, "w", encoding="utf-8") as f:
     json.dump({"train_s": t}, f)
   return t
+
+
+def summarize(sets: dict[str, dict], statistic: str) -> dict[str, float]:
+  """Accuracy of one statistic's rule over all images, averaged over sets, and per true range."""
+  n = sum(v["n"] for v in sets.values())
+  out = {
+    "accuracy": sum(v["correct"][statistic] for v in sets.values()) / n,
+    "mean_set_accuracy": float(np.mean([v["accuracy"][statistic] for v in sets.values()])),
+  }
+  for truth in ("low", "high"):
+    part = [v for v in sets.values() if v["truth"] == truth]
+    out[f"{truth}_accuracy"] = sum(v["correct"][statistic] for v in part) / sum(
+      v["n"] for v in part
+    )
+  return out
+
+
+def _mean_std(values: list[float]) -> str:
+  v = np.asarray(values, np.float64)
+  return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--sigma", type=float, default=None, help="metres (default: paper 5.89)")
   parser.add_argument(
     "--loss", default="soft_reg", choices=("soft_reg", "soft", "hard", "reg"), help="Table 6 row"
+  )
+  parser.add_argument(
+    "--override",
+    action="append",
+    default=[],
+    help="--config.KEY=VALUE for every run (repeatable; use a separate --root per setting)",
   )
   parser.add_argument("--root", default=os.path.join("runs", "coarse_router"))
   parser.add_argument("--data_dir", default=None)
@@ -268,57 +304,83 @@ def main(argv: list[str] | None = None) -> int:
   results = []
   for s in range(args.seeds):
     workdir = os.path.join(root, args.size, f"seed{s}")
-    t = train_router(s, args.size, workdir, args.data_dir, args.steps, args.outdoor, args.loss)
+    t = train_router(
+      s,
+      args.size,
+      workdir,
+      args.data_dir,
+      args.steps,
+      args.outdoor,
+      args.loss,
+      tuple(args.override),
+    )
     router = routed.CoarseRouter(predict.load_trained(workdir), sigma=sigma)
     t0 = time.perf_counter()
     sets = route_sets(router, args.shared)
-    n = sum(v["n"] for v in sets.values())
-    res = {
-      "seed": s,
-      "train_s": t,
-      "route_s": time.perf_counter() - t0,
-      "sets": sets,
-      "accuracy": sum(v["correct"] for v in sets.values()) / n,
-      "mean_set_accuracy": float(np.mean([v["accuracy"] for v in sets.values()])),
-    }
-    for truth in ("low", "high"):
-      part = [v for v in sets.values() if v["truth"] == truth]
-      res[f"{truth}_accuracy"] = sum(v["correct"] for v in part) / sum(v["n"] for v in part)
+    res = {"seed": s, "train_s": t, "route_s": time.perf_counter() - t0, "sets": sets}
+    res["by_statistic"] = {k: summarize(sets, k) for k in routing.STATISTICS}
     results.append(res)
     print(
-      f"seed {s} (train {t:.0f} s): overall {res['accuracy']:.3f}, "
-      + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in sets.items()),
+      f"seed {s} (train {t:.0f} s): "
+      + "; ".join(
+        f"{k}: all {res['by_statistic'][k]['accuracy']:.3f}, "
+        + ", ".join(f"{n} {v['accuracy'][k]:.3f}" for n, v in sets.items())
+        for k in routing.STATISTICS
+      ),
       flush=True,
     )
   command = (
     f"python benchmarks/coarse_router_accuracy.py --size {args.size} --seeds {args.seeds}"
     + (f" --steps {args.steps}" if args.steps else "")
+    + (f" --outdoor {args.outdoor}" if args.outdoor else "")
+    + (f" --loss {args.loss}" if args.loss != "soft_reg" else "")
     + (f" --sigma {args.sigma}" if args.sigma is not None else "")
+    + "".join(f" --override={o}" for o in args.override)
   )
   names = [n for n, _, _ in SETS]
   lines = [
     f"Coarse router ({args.size}), sigma {sigma} m, real images of the shared data; command: {command}",
     "",
-    "| seed | "
+    "Accuracy per statistic of the predicted depth compared with sigma (max = the paper's rule):",
+    "",
+    "| statistic | seed | "
     + " | ".join(f"{n} ({results[0]['sets'][n]['n']})" for n in names)
     + " | all images | mean over sets | indoor images | outdoor images |",
-    "|---" * (len(names) + 5) + "|",
+    "|---" * (len(names) + 6) + "|",
   ]
-  for r in results:
+  for k in routing.STATISTICS:
+    for r in results:
+      b = r["by_statistic"][k]
+      lines.append(
+        f"| {k} | {r['seed']} | "
+        + " | ".join(f"{r['sets'][n]['accuracy'][k]:.3f}" for n in names)
+        + f" | {b['accuracy']:.3f} | {b['mean_set_accuracy']:.3f} | {b['low_accuracy']:.3f} | "
+        f"{b['high_accuracy']:.3f} |"
+      )
+    m = {
+      q: [r["by_statistic"][k][q] for r in results]
+      for q in ("accuracy", "mean_set_accuracy", "low_accuracy", "high_accuracy")
+    }
     lines.append(
-      f"| {r['seed']} | "
-      + " | ".join(f"{r['sets'][n]['accuracy']:.3f}" for n in names)
-      + f" | {r['accuracy']:.3f} | {r['mean_set_accuracy']:.3f} | {r['low_accuracy']:.3f} | "
-      f"{r['high_accuracy']:.3f} |"
+      f"| {k} | mean ± std | "
+      + " | ".join(_mean_std([r["sets"][n]["accuracy"][k] for r in results]) for n in names)
+      + " | "
+      + " | ".join(_mean_std(v) for v in m.values())
+      + " |"
     )
-  lines += ["", "Routed maximum depth, metres, median [min, max]:", ""]
-  lines += ["| seed | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-  for r in results:
-    cells = []
-    for n in names:
-      d = np.array(r["sets"][n]["max_depth"])
-      cells.append(f"{np.median(d):.2f} [{d.min():.2f}, {d.max():.2f}]")
-    lines.append(f"| {r['seed']} | " + " | ".join(cells) + " |")
+  lines += [
+    "",
+    "Predicted depth statistic per image, metres, median [min, max] over the set's images:",
+    "",
+  ]
+  lines += ["| statistic | seed | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+  for k in routing.STATISTICS:
+    for r in results:
+      cells = []
+      for n in names:
+        d = np.array(r["sets"][n]["depth"][k])
+        cells.append(f"{np.median(d):.2f} [{d.min():.2f}, {d.max():.2f}]")
+      lines.append(f"| {k} | {r['seed']} | " + " | ".join(cells) + " |")
   md = "\n".join(lines) + "\n"
   os.makedirs(root, exist_ok=True)
   with open(os.path.join(root, "coarse_router_accuracy.json"), "w", encoding="utf-8") as f:

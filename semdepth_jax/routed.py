@@ -17,7 +17,8 @@ Stage 1, the router (``--router KIND:PATH``), decides the depth range of each im
   indoor votes route it to the low-range network.
 * ``coarse:WORKDIR`` - a trained coarse DS-SIDENet (``configs/ds_sidenet.py:model=coarse``); the image is
   resized to its input size, and an image whose maximum predicted depth exceeds ``sigma`` (paper: 5.89 m)
-  goes to the high-range network.
+  goes to the high-range network (``--router_statistic p95|median`` compares that percentile of the
+  predicted depth instead of the maximum; ``semdepth_jax.routing.coarse_depth_rule``).
 
 Stage 2 runs the chosen trained network (``--low`` / ``--high`` workdirs, any registry model with a depth
 head) as ``semdepth predict`` does, so outputs are in metres at the size of the input image.
@@ -25,7 +26,7 @@ head) as ``semdepth predict`` does, so outputs are in metres at the size of the 
 ``predict`` writes each image's files as ``semdepth predict`` does (with the chosen network's dataset meta
 for colours and PNG scale) plus ``routing.jsonl``: one JSON object per image with ``image``, ``decision``
 (``low`` / ``high``), ``model`` (workdir of the chosen network) and the router's evidence (``low_votes``
-and ``top_k``, or ``max_depth_m`` and ``sigma_m``).
+and ``top_k``, or ``max_depth_m``, ``p95_depth_m``, ``median_depth_m``, ``statistic`` and ``sigma_m``).
 
 ``evaluate`` runs the router over dataset splits whose true range is the dataset's ``scene_type`` (indoor =
 low, outdoor = high) and reports the router's accuracy, the indoor / outdoor confusion (rows: truth,
@@ -153,24 +154,31 @@ class SceneRouter:
 
 
 class CoarseRouter:
-  """Stage 1 (b): the maximum depth of a coarse network's prediction against ``sigma``.
+  """Stage 1 (b): a statistic of a coarse network's predicted depth against ``sigma``.
 
   Args:
     trained: the coarse network (``semdepth_jax.predict.TrainedModel``; any model with a depth head).
-    sigma: metres; an image whose maximum predicted depth exceeds it goes to the high-range network
+    sigma: metres; an image whose predicted-depth ``statistic`` exceeds it goes to the high-range network
       (paper: 5.89 m).
+    statistic: ``max`` (paper), ``p95`` or ``median`` of the predicted depth map
+      (``semdepth_jax.routing.coarse_depth_rule``).
 
   Raises:
-    RouterError: a non-positive ``sigma`` or a model without a depth head.
+    RouterError: a non-positive ``sigma``, an unknown ``statistic`` or a model without a depth head.
   """
 
   kind = "coarse"
 
-  def __init__(self, trained: Any, *, sigma: float = routing.SIGMA_M):
+  def __init__(self, trained: Any, *, sigma: float = routing.SIGMA_M, statistic: str = "max"):
     if not float(sigma) > 0:
       raise RouterError(f"--router_sigma: expected metres > 0, got {sigma}")
+    if statistic not in routing.STATISTICS:
+      raise RouterError(
+        f"--router_statistic: expected one of {', '.join(routing.STATISTICS)}, got {statistic!r}"
+      )
     self.trained = trained
     self.sigma = float(sigma)
+    self.statistic = statistic
     self.source = str(trained.workdir)
     inf = trained.inference_model()
     size = inf.input_size
@@ -180,22 +188,32 @@ class CoarseRouter:
       preds = inf.at_input_size(variables, x)
       if "depth" not in preds:
         raise RouterError(f"--router coarse:{trained.workdir}: the model has no depth output")
-      rule = routing.max_depth_rule(preds["depth"], self.sigma)
-      return {"is_low": ~rule["is_high"], "max_depth": rule["max_depth"]}
+      rule = routing.coarse_depth_rule(preds["depth"], self.sigma, self.statistic)
+      is_high = rule.pop("is_high")
+      return {"is_low": ~is_high, **rule}
 
     self._fn = jax.jit(fn)
 
   def __call__(self, images: jax.Array) -> dict[str, np.ndarray]:
-    """Routes (B, H, W, 3) float images in [0, 1]: ``is_low`` bool (B,), ``max_depth`` metres (B,)."""
+    """Routes (B, H, W, 3) float images in [0, 1].
+
+    Returns:
+      ``is_low`` bool (B,) and ``max_depth``, ``p95_depth``, ``median_depth`` float32 (B,) metres.
+    """
     return jax.device_get(self._fn(self.trained.variables, images))
 
   def evidence(self, out: Mapping[str, np.ndarray], i: int) -> dict[str, Any]:
-    """JSON-able evidence of image ``i``: its maximum predicted depth and the threshold, metres."""
-    return {"max_depth_m": round(float(out["max_depth"][i]), 4), "sigma_m": self.sigma}
+    """JSON-able evidence of image ``i``: its predicted-depth statistics, the rule's statistic and threshold."""
+    ev = {f"{k}_depth_m": round(float(out[f"{k}_depth"][i]), 4) for k in routing.STATISTICS}
+    return {**ev, "statistic": self.statistic, "sigma_m": self.sigma}
 
 
 def load_router(
-  spec: str, *, top_k: int = routing.TOP_K, sigma: float = routing.SIGMA_M
+  spec: str,
+  *,
+  top_k: int = routing.TOP_K,
+  sigma: float = routing.SIGMA_M,
+  statistic: str = "max",
 ) -> SceneRouter | CoarseRouter:
   """``--router KIND:PATH`` -> a router (module docstring).
 
@@ -214,7 +232,7 @@ def load_router(
     return SceneRouter.from_converted(path, top_k=top_k)
   from semdepth_jax import predict
 
-  return CoarseRouter(predict.load_trained(path), sigma=sigma)
+  return CoarseRouter(predict.load_trained(path), sigma=sigma, statistic=statistic)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -456,7 +474,7 @@ def evaluate_routed(
       **(
         {"top_k": system.router.top_k}
         if system.router.kind == "scene"
-        else {"sigma_m": system.router.sigma}
+        else {"sigma_m": system.router.sigma, "statistic": system.router.statistic}
       ),
     },
     "networks": {k: v.workdir for k, v in system.networks.items()},
@@ -535,6 +553,12 @@ def add_arguments(p: Any, *, evaluate: bool = False) -> None:
   g.add_argument(
     "--router_sigma", type=float, default=routing.SIGMA_M, help="coarse router: metres (5.89)"
   )
+  g.add_argument(
+    "--router_statistic",
+    default="max",
+    choices=routing.STATISTICS,
+    help="coarse router: statistic of the predicted depth compared with sigma (paper: max)",
+  )
   if evaluate:
     g.add_argument(
       "--datasets",
@@ -561,7 +585,12 @@ def load_system(args: Any) -> RoutedSystem:
   for name in ("low", "high"):
     if not getattr(args, name, None):
       raise RouterError(f"--router needs --{name} WORKDIR (the {name}-range network)")
-  router = load_router(args.router, top_k=args.router_top_k, sigma=args.router_sigma)
+  router = load_router(
+    args.router,
+    top_k=args.router_top_k,
+    sigma=args.router_sigma,
+    statistic=getattr(args, "router_statistic", "max"),
+  )
   low, high = predict.load_trained(args.low), predict.load_trained(args.high)
   return RoutedSystem(router, low, high, mode=getattr(args, "mode", "resize"), tta=args.tta)
 

@@ -60,7 +60,46 @@ def test_coarse_router_thresholds_max_depth():
   out = router(x)
   np.testing.assert_allclose(out["max_depth"], 10.0 * levels, rtol=1e-6)
   assert out["is_low"].tolist() == [True, True, False, False]
-  assert router.evidence(out, 3) == {"max_depth_m": 8.0, "sigma_m": 5.0}
+  assert router.evidence(out, 3) == {
+    "max_depth_m": 8.0,
+    "p95_depth_m": 8.0,
+    "median_depth_m": 8.0,
+    "statistic": "max",
+    "sigma_m": 5.0,
+  }
+
+
+class PixelDepth(nn.Module, contract.DepthSegModel):
+  """Depth = 10 m x the red channel, per pixel."""
+
+  depth_output: str = "metres"
+
+  @nn.compact
+  def __call__(self, image, labels=None, *, train=False):
+    del labels, train
+    return {"depth": 10.0 * image[..., :1]}
+
+
+def test_coarse_router_statistic_switch_routes_a_window_in_a_room_low():
+  # A near room (2 m) with a small far window (9 m, 4 % of the pixels): the paper's max rule sends it to the
+  # high-range network, the median and p95 rules to the low-range one; a far street is high under all three.
+  room = np.full((16, 24, 3), 0.2, np.float32)
+  room[:4, :4] = 0.9  # 16 of 384 pixels
+  street = np.full((16, 24, 3), 0.8, np.float32)
+  x = jnp.asarray(np.stack([room, street]))
+  want = {"max": [False, False], "p95": [True, False], "median": [True, False]}
+  for statistic, is_low in want.items():
+    router = routed.CoarseRouter(toy_trained(PixelDepth(), "c"), sigma=5.89, statistic=statistic)
+    out = router(x)
+    assert out["is_low"].tolist() == is_low, statistic
+    ev = router.evidence(out, 0)
+    assert ev["statistic"] == statistic
+    assert ev["max_depth_m"] == pytest.approx(9.0, abs=1e-4)
+    assert ev["median_depth_m"] == pytest.approx(2.0, abs=1e-4)
+  with pytest.raises(
+    routed.RouterError, match="--router_statistic: expected one of max, p95, median"
+  ):
+    routed.CoarseRouter(toy_trained(PixelDepth(), "c"), statistic="mean")
 
 
 def test_bad_router_specs_name_the_argument(tmp_path):
@@ -226,11 +265,14 @@ def test_cli_routed_predict_and_evaluate(tmp_path, tfds_dir, trained_workdir, ca
   np.testing.assert_array_equal(
     np.load(out / "a_depth.npy"), np.load(tmp_path / "ref" / "a_depth.npy")
   )
+  assert rec["statistic"] == "max"
+  args += ["--router_statistic", "median"]
   rc = main(["evaluate", *args, "--datasets", f"{DATASET}:test", "--data_dir", str(tfds_dir),
              "--out", str(tmp_path / "ev")])  # fmt: skip
   assert rc == 0
   report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
   assert report["accuracy"] == 1.0  # every synthetic_city image routed high: outdoor, correct
+  assert report["router"]["statistic"] == "median"
   assert (tmp_path / "ev" / "metrics.md").read_text().startswith("# Routed evaluation")
 
 

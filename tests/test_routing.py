@@ -74,3 +74,41 @@ def test_sigma_rule_on_hand_made_depth_maps():
   assert routing.decision(~np.asarray(out["is_high"])) == ["low", "high", "low", "high"]
   with pytest.raises(ValueError, match="depth must be"):
     routing.max_depth_rule(np.ones((3, 3)))
+
+
+def test_depth_statistics_equal_numpy_over_valid_pixels():
+  rng = np.random.default_rng(0)
+  d = rng.uniform(0.5, 30.0, (3, 7, 5)).astype(np.float32)
+  d[0, 0, :3] = np.nan
+  d[1, 2, 2] = np.inf
+  valid = rng.random((3, 7, 5)) > 0.3
+  valid[2] = False  # no valid pixel at all
+  out = routing.depth_statistics(d, valid)
+  for b in range(2):
+    v = d[b][valid[b] & np.isfinite(d[b])].astype(np.float64)
+    for name, q in (("max", 100), ("p95", 95), ("median", 50)):
+      np.testing.assert_allclose(float(out[name][b]), np.percentile(v, q), rtol=1e-6, err_msg=name)
+  for name in routing.STATISTICS:
+    assert float(out[name][2]) == -np.inf
+
+
+def test_coarse_depth_rule_statistic_switch():
+  # One far pixel in a near room (a window): the max rule calls it high, the median rule low; an outdoor
+  # image with mostly far depth is high under every statistic.
+  room = np.full((10, 10), 2.5, np.float32)
+  room[0, 0] = 9.0
+  street = np.full((10, 10), 20.0, np.float32)
+  street[:6] = 3.0  # 60 % near (road), 40 % far: median 3 m -> low, p95 20 m -> high
+  d = np.stack([room, street])
+  want = {"max": [True, True], "p95": [False, True], "median": [False, False]}
+  for statistic, is_high in want.items():
+    out = routing.coarse_depth_rule(d, sigma=5.89, statistic=statistic)
+    np.testing.assert_array_equal(np.asarray(out["is_high"]), is_high, err_msg=statistic)
+  np.testing.assert_allclose(np.asarray(out["median_depth"]), [2.5, 3.0])
+  np.testing.assert_allclose(np.asarray(out["max_depth"]), [9.0, 20.0])
+  np.testing.assert_array_equal(
+    np.asarray(routing.max_depth_rule(d)["is_high"]),
+    np.asarray(routing.coarse_depth_rule(d, statistic="max")["is_high"]),
+  )
+  with pytest.raises(ValueError, match="statistic must be one of max, p95, median, got 'mean'"):
+    routing.coarse_depth_rule(d, statistic="mean")
