@@ -3,7 +3,8 @@
 ::
 
   nice -n 10 python benchmarks/coarse_router_accuracy.py --seeds 3 --size tiny \
-      --root runs/coarse_router [--steps N] [--outdoor synthetic_city/tiny] [--sigma 5.89] [--data_dir DIR] [--shared ../shared/data]
+      --root runs/coarse_router [--steps N] [--loss reg] [--outdoor synthetic_city/tiny] [--sigma 5.89] \
+      [--override=--config.KEY=VALUE] [--data_dir DIR] [--shared ../shared/data]
   python benchmarks/coarse_router_accuracy.py --oracle [--sigma 5.89]   # the rule on ground-truth depth
 
 For every seed it trains ``configs/ds_sidenet.py:model=coarse,size=<size>`` (the low-range network over
@@ -18,18 +19,22 @@ number of images and the median / min / max of the routed maximum depth, and the
 all images, averaged over the sets, and over the indoor and the outdoor images separately (CamVid's 367
 frames dominate the overall number).
 
-Measured (``--size tiny --seeds 3 --steps 100 --outdoor synthetic_city/tiny``, ~7 min on 2 loaded cores):
-every image of every set goes to the high-range network on every seed (indoor accuracy 0 / 31, outdoor
-373 / 373; "all images" 0.923 only because CamVid dominates). The coarse network's prediction saturates near
-7 m (max depth 6.3-7.1 m on every image, indoor or outdoor), above sigma = 5.89 m, so no sigma separates
-the sets. A real-data router test needs a coarse network that predicts far depth outdoors and near depth
-indoors first (longer training, the full synthetic_city, or a larger size); the test is not committed.
-The ~7 m ceiling is where the soft expectation of a near-uniform distribution over the 0.7-80 m log10
-bins lands (about sqrt(0.7 * 80) = 7.5 m): the classification branch has not learnt yet. With ``--loss reg``
-(regression branch decoded; ``--seeds 3 --steps 100``) the depth scale varies wildly between seeds: seed 0
-routes Replica 21/21 and every outdoor set correctly but NYU 0/10 (its max depth 7.1-14.4 m), seed 1
-collapses to ~1.5-2.2 m everywhere (all low), seed 2 is in between (all images 0.881, indoor 0.839, outdoor
-0.885): no CPU-size setting tried routes reliably yet.
+Every statistic of ``semdepth_jax.routing.STATISTICS`` (max = the paper's rule, p95, median) is scored
+from the same predictions; ``--override=--config.KEY=VALUE`` (repeatable) changes every run (use its own
+``--root``).
+
+Measured (2-core x86-64 VM, loaded; ``--size tiny --seeds 3 --steps 600 --loss reg``, the preset's
+min_width 8 and jitter, synthetic_city default config as the outdoor member; 150-170 s per run): stable over
+seeds. Max rule: Replica val 21/21, KITTI 4/4, CamVid 367/367 on every seed, SHIFT 1-2 / 2, NYU 1-2 / 10
+(indoor images 0.720 +- 0.019, outdoor 0.998 +- 0.002). Median rule: NYU 6-7 / 10, Replica 21/21, KITTI 3-4
+/ 4, CamVid 365/367, SHIFT 0/2 (indoor 0.882 +- 0.019, outdoor 0.988 +- 0.002). Predicted max depth: Replica
+val 2.7-4.4 m, KITTI 49-71 m, CamVid 37-87 m, NYU 3.3-57 m: the network has learnt "Replica's office vs
+everything else" more than "indoor vs outdoor"; with one indoor room to learn from, NYU's rooms look far.
+Before the width floor and jitter (``--override=--config.model.min_width=1
+--override=--config.augment.jitter=False --outdoor synthetic_city/tiny``, same length) seed 1 collapsed to
+2.27 m everywhere (every image low) and seeds 0 / 2 routed NYU 0 / 10 under the max rule. Earlier (100 steps, soft_reg): the classification
+branch had not learnt, every prediction saturated near 7 m (about sqrt(0.7 x 80) m, the expectation of a
+near-uniform distribution over the bins) and every image went high.
 
 ``--oracle`` applies the rule to the ground-truth depth instead (what a perfect coarse network would
 route). Measured: Replica val 21/21, KITTI 3/3, SHIFT 2/2, but NYU 1/5: four of the five NYU frames with

@@ -130,8 +130,8 @@ def am_dilations(k: int) -> tuple[int, ...]:
   return (*out, k)
 
 
-def _scaled(c: int, divisor: int) -> int:
-  return max(1, int(c) // int(divisor))
+def _scaled(c: int, divisor: int, min_width: int = 1) -> int:
+  return max(1, int(min_width), int(c) // int(divisor))
 
 
 def unpool2x(x: Array) -> Array:
@@ -272,6 +272,7 @@ class Encoder(nn.Module):
   residual: bool = False
   bn: BatchNormSpec = TORCH_BN
   dtype: Any = jnp.float32
+  min_width: int = 1
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> list[Array]:
@@ -279,7 +280,7 @@ class Encoder(nn.Module):
     feats = []
     for bi, block in enumerate(encoder_layers(self.variant)):
       for li, (kind, c, k, s, d) in enumerate(block):
-        c = _scaled(c, self.width_divisor)
+        c = _scaled(c, self.width_divisor, self.min_width)
         name = f"block{bi + 1}_{li}"
         if kind == "conv":
           x = ConvBN(c, k, s, d, bn=self.bn, dtype=self.dtype, name=name)(x, train)
@@ -434,6 +435,7 @@ class Decoder(nn.Module):
   sam_modules: int = 3
   bn: BatchNormSpec = TORCH_BN
   dtype: Any = jnp.float32
+  min_width: int = 1
 
   @nn.compact
   def __call__(
@@ -452,12 +454,12 @@ class Decoder(nn.Module):
       skip = feats[src - 1] if (self.use_skip and src is not None) else None
       # Without a skip: the size the encoder had at this scale (ceil-rounded strides).
       target = tuple(skip.shape[1:3]) if skip is not None else _target_hw(feats, hw, t)
-      c //= 2
+      c = max(int(self.min_width), c // 2)
       x = UpProjCon(c, t, self.upproj_impl, self.bn, self.dtype, name=f"block{i + 1}")(
         x, target, skip, rgb if self.use_rgb else None, train
       )
       hw = target
-    c = max(1, c // 2)
+    c = max(1, int(self.min_width), c // 2)
     x = UpProj(c, scales[4], self.upproj_impl, self.bn, self.dtype, name="block5")(x, train)
     x = x[:, : out_hw[0], : out_hw[1]]
     return Conv(
@@ -493,6 +495,9 @@ class DSSIDENet(nn.Module, DepthSegModel):
     branches: subset of ``('cls', 'reg')`` (Table 6 ablations: ``('cls',)`` for soft-/hard-cls only,
       ``('reg',)`` for regression only).
     width_divisor: divides every channel count (1 = paper widths; small / tiny presets use more).
+    min_width: the fewest channels of any encoder or decoder layer after ``width_divisor`` (1 = no floor,
+      the paper at divisor 1). At ``width_divisor=16`` the last decoder layers would otherwise have 2 and 1
+      channels: a one-channel ReLU feeding the output layer, which can die and leave a constant depth map.
     residual: identity shortcuts in the encoder's DS convs (UNSPECIFIED, off).
     upproj_impl: ``'fast'`` (four-conv FCRN form) or ``'literal'`` (unpool + 5x5).
     skip_blocks: encoder block (1-5) feeding ``Y`` of decoder blocks 1-4 (None = none); None = the
@@ -516,6 +521,7 @@ class DSSIDENet(nn.Module, DepthSegModel):
   variant: str = "low"
   branches: tuple[str, ...] = ("cls", "reg")
   width_divisor: int = 1
+  min_width: int = 1
   residual: bool = False
   upproj_impl: str = "fast"
   skip_blocks: tuple[Any, ...] | None = None
@@ -549,6 +555,8 @@ class DSSIDENet(nn.Module, DepthSegModel):
       )
     if int(self.width_divisor) < 1:
       raise ValueError(f"{where}: width_divisor must be >= 1, got {self.width_divisor}")
+    if int(self.min_width) < 1:
+      raise ValueError(f"{where}: min_width must be >= 1, got {self.min_width}")
     check_depth_output(
       self.depth_output, None, where, depth_bins=self.depth_bins, bin_decode=self.bin_decode
     )
@@ -581,7 +589,13 @@ class DSSIDENet(nn.Module, DepthSegModel):
       raise ValueError(f"DSSIDENet: image must be (B, H, W, 3) RGB in [0, 1], got {image.shape}")
     rgb = backbones.normalise(image.astype(jnp.float32), backbones.IMAGENET).astype(self.dtype)
     feats = Encoder(
-      self.variant, self.width_divisor, self.residual, self.bn, self.dtype, name="encoder"
+      self.variant,
+      self.width_divisor,
+      self.residual,
+      self.bn,
+      self.dtype,
+      min_width=self.min_width,
+      name="encoder",
     )(rgb, train)
     skips = self.skip_blocks if self.skip_blocks is not None else DEFAULT_SKIPS[self.variant]
     skips = tuple(None if s is None else int(s) for s in skips)
@@ -600,6 +614,7 @@ class DSSIDENet(nn.Module, DepthSegModel):
         self.sam_modules,
         self.bn,
         self.dtype,
+        min_width=self.min_width,
         name=name,
       )(feats, rgb, out_hw, train)
 

@@ -50,27 +50,29 @@ def output(cin, cout):  # 3x3 conv with bias
   return 9 * cin * cout + cout
 
 
-def table1(high):
-  """Encoder, Table 1: block by block."""
-  n = convbn(3, 3, 32) + convbn(3, 32, 64)  # block 1
-  n += 3 * dw(64, 64) + dw(64, 128)  # block 2
-  n += 3 * dw(128, 128) + dw(128, 256)  # block 3 (stride only differs)
-  n += dw(256, 32) + 11 * dw(32, 32) + dw(32, 256)  # block 4: [dw 32 d2] x 12, dw 256
-  n += dw(256, 256) + convbn(1, 256, 128 if high else 512)  # block 5
+def table1(high, w=lambda c: c):
+  """Encoder, Table 1: block by block (``w`` maps a paper width to the built one)."""
+  n = convbn(3, 3, w(32)) + convbn(3, w(32), w(64))  # block 1
+  n += 3 * dw(w(64), w(64)) + dw(w(64), w(128))  # block 2
+  n += 3 * dw(w(128), w(128)) + dw(w(128), w(256))  # block 3 (stride only differs)
+  n += (
+    dw(w(256), w(32)) + 11 * dw(w(32), w(32)) + dw(w(32), w(256))
+  )  # block 4: [dw 32 d2] x 12, dw 256
+  n += dw(w(256), w(256)) + convbn(1, w(256), w(128 if high else 512))  # block 5
   return n
 
 
-def table2_branch(high, out_channels):
+def table2_branch(high, out_channels, w=lambda c: c):
   """One decoder branch, Table 2 + the output layer; skips per docs/model_spec.md §5.2."""
   if not high:
     # in 512 @1/32; skips: block4 (256), block3 (256), block2 (128), block1 (64).
-    n = upproj_con(512, 256, 256) + upproj_con(256, 128, 256)
-    n += upproj_con(128, 64, 128) + upproj_con(64, 32, 64)
-    return n + upproj(32, 16) + output(16, out_channels)
+    n = upproj_con(w(512), w(256), w(256)) + upproj_con(w(256), w(128), w(256))
+    n += upproj_con(w(128), w(64), w(128)) + upproj_con(w(64), w(32), w(64))
+    return n + upproj(w(32), w(16)) + output(w(16), out_channels)
   # in 128 @1/4; skips: block5 (128), block4 (256), SAM, block1 (64). SAM k = 16: 8 dilated convs.
-  n = upproj_con(128, 64, 128) + upproj_con(64, 32, 256) + sam(32, 8)
-  n += upproj_con(32, 16, 64)
-  return n + upproj(16, 8) + output(8, out_channels)
+  n = upproj_con(w(128), w(64), w(128)) + upproj_con(w(64), w(32), w(256)) + sam(w(32), 8)
+  n += upproj_con(w(32), w(16), w(64))
+  return n + upproj(w(16), w(8)) + output(w(8), out_channels)
 
 
 @pytest.mark.parametrize("variant", ["low", "high"])
@@ -90,6 +92,26 @@ def test_parameter_count_follows_tables_1_and_2(variant):
     blocks[b] = blocks.get(b, 0) + n_params(sub)
   assert blocks["block4"] == dw(256, 32) + 11 * dw(32, 32) + dw(32, 256)
   assert blocks["block5"] == dw(256, 256) + convbn(1, 256, 128 if high else 512)
+
+
+def test_min_width_floors_every_reduced_layer():
+  # Tiny widths (divisor 16) end the low-range decoder in 2- and 1-channel layers; min_width = 8 floors every
+  # layer at 8 channels. Counts from the tables with each paper width c built as max(8, c // 16).
+  for min_width, w in ((1, lambda c: max(1, c // 16)), (8, lambda c: max(8, c // 16))):
+    model = get_model("ds_sidenet", variant="low", width_divisor=16, min_width=min_width)
+    image = jax.ShapeDtypeStruct((1, 64, 96, 3), jnp.float32)
+    params = jax.eval_shape(lambda x, m=model: m.init(key(0), x), image)["params"]
+    assert n_params(params["encoder"]) == table1(False, w), min_width
+    assert n_params(params["reg"]) == table2_branch(False, 1, w), min_width
+    assert n_params(params["cls"]) == table2_branch(False, K + 1, w), min_width
+    widths = [
+      a.shape[-1]
+      for p, a in jax.tree_util.tree_leaves_with_path(params)
+      if "kernel" in str(p[-1]) and "output" not in str(p)  # all but the output layers
+    ]
+    assert min(widths) == (1 if min_width == 1 else 8)
+  with pytest.raises(ValueError, match="min_width must be >= 1, got 0"):
+    get_model("ds_sidenet", min_width=0).init(key(0), jnp.zeros((1, 32, 32, 3)))
 
 
 def test_ablation_switches_change_the_count_by_the_merge_inputs():

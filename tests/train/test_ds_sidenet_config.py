@@ -56,6 +56,11 @@ def test_fast_recipe_at_small_and_tiny():
     )
     assert st.schedule.name == "cosine" and cfg.augment.flip
     assert cfg.model.depth_prior > 0
+    assert cfg.model.min_width == 1 and not cfg.augment.jitter
+    coarse = _load(f"model=coarse,size={size}")
+    assert coarse.model.min_width == 8 and coarse.augment.jitter
+  paper = _load("model=coarse,size=paper")
+  assert paper.model.min_width == 1 and not paper.augment.jitter
 
 
 @pytest.mark.parametrize(
