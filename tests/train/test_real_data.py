@@ -10,7 +10,12 @@ everywhere and the majority training class everywhere, numpy metrics of docs/mod
 The depth test starts from the run's own initial parameters plus a perturbation of 1e-6 (loaded through
 ``config.model_init``): a recipe whose outcome flips with the last bits of a floating-point sum would fail
 it. Over seeds 0-4 (``python benchmarks/preset_seeds.py --models cnn3d_up,unet --datasets replica``) every
-seed beats every baseline with the margins given in the README; the thresholds here are the baselines.
+seed beat every baseline when these tests were written; the thresholds here are the baselines.
+
+Known gap (re-measured later, 3 seeds, same command with ``--models unet --seeds 3``): the U-Net preset's
+150 steps leave seed 1 below the majority class's pixel accuracy (0.212 vs 0.392; miou 0.030 vs 0.023), in
+float32 and bfloat16 alike, so the U-Net test's pixel-accuracy check holds for seed 0 (0.770) but not with
+margin for every seed. Its length and margins are to be re-set from a longer multi-seed measurement.
 """
 
 import os
