@@ -9,6 +9,8 @@
 #    pipeline's examples/s against the 192x320 step rate.
 # 2. The PyTorch ratio: benchmarks/compare.py (same weights, outputs checked equal first) for every family
 #    with a reference, train mode, f32 and bf16.
+# 3. Paper 004's efficiency table: DS-SIDENet (low / high) next to DeepLab-v2-SID, inference at 640x480,
+#    batch 1 and 8, f32 and bf16, parameters and XLA FLOPs (benchmarks/ds_sidenet_speed.py).
 # Writes OUT_DIR/accelerator_results.md (device name, versions, all tables) and the JSON files next to it.
 #
 # --smoke: CPU, tiny sizes, batch 1, one step, so the script cannot rot (tests/test_compare_smoke.py).
@@ -41,15 +43,20 @@ if [[ "$SMOKE" == 1 ]]; then
   export JAX_PLATFORMS=cpu
   THROUGHPUT_ARGS+=(--smoke --data_dir "$OUT/tfds")
   COMPARE_ARGS+=(--smoke)
+  SPEED_ARGS=(--smoke --models low --dtypes float32)
   LIMIT_THROUGHPUT=3000
   LIMIT_COMPARE=1500
+  LIMIT_SPEED=600
 else
-  THROUGHPUT_ARGS+=(--budget_s "${SUITE_BUDGET_S:-210}")
+  THROUGHPUT_ARGS+=(--budget_s "${SUITE_BUDGET_S:-180}")
   COMPARE_ARGS+=(--repeats 5 --warmup 2)
-  # Hard limits: 280 + 2 x 90 s + the environment lines < 8 minutes. Both scripts save after every point
-  # / model, so a run stopped by its limit still leaves what it measured (marked incomplete / missing).
-  LIMIT_THROUGHPUT=280
+  SPEED_ARGS=(--reps 10)
+  # Hard limits: 240 + 2 x 90 + 50 s + the environment lines < 8 minutes. Every script saves after each
+  # point / model / row, so a run stopped by its limit still leaves what it measured (marked incomplete /
+  # missing).
+  LIMIT_THROUGHPUT=240
   LIMIT_COMPARE=90
+  LIMIT_SPEED=50
 fi
 
 RESULTS="$OUT/accelerator_results.md"
@@ -122,6 +129,25 @@ for dtype in ${DTYPES//,/ }; do
     echo
   } >> "$RESULTS"
 done
+
+echo "== ds_sidenet_speed.py" >&2
+rc=0
+timeout "$LIMIT_SPEED" "$PY" benchmarks/ds_sidenet_speed.py "${SPEED_ARGS[@]}" \
+  --out "$OUT/ds_sidenet_speed.md" > "$OUT/ds_sidenet_speed.log" 2>&1 || rc=$?
+if [[ "$rc" != 0 ]]; then
+  status=1
+  tail -20 "$OUT/ds_sidenet_speed.log" >&2
+fi
+{
+  echo "## DS-SIDENet vs DeepLab-v2-SID inference (exit $rc$([[ $rc == 124 ]] && echo ': time limit, rows missing'))"
+  echo
+  if [[ -f "$OUT/ds_sidenet_speed.md" ]]; then
+    cat "$OUT/ds_sidenet_speed.md"
+  else
+    echo "no results, see ds_sidenet_speed.log"
+  fi
+  echo
+} >> "$RESULTS"
 
 echo "results: $RESULTS" >&2
 exit "$status"

@@ -1,34 +1,75 @@
-"""Inference speed, parameters and FLOPs of DS-SIDENet (paper 004's headline: 150 ms per 640x480 on a V100).
+"""Inference speed, parameters and FLOPs of DS-SIDENet next to DeepLab-v2-SID (paper 004's headline).
 
 ::
 
-  python benchmarks/ds_sidenet_speed.py [--variants low,high] [--batches 1,8] [--dtypes float32,bfloat16]
-      [--size 480,640] [--reps 10] [--out ds_sidenet_speed.md]
+  python benchmarks/ds_sidenet_speed.py [--models low,high,deeplab_sid] [--batches 1,8]
+      [--dtypes float32,bfloat16] [--size 480,640] [--reps 10] [--out ds_sidenet_speed.md] [--smoke]
 
-For each variant, batch size and compute dtype it jit-compiles the test-time path (the model's ``apply`` and
-``decode``: soft expectation of the classification branch), reports the parameter count, XLA's cost
-analysis FLOPs of the compiled function, the compile time and the median wall time per image over ``reps``
-calls after one warm-up. Random weights (speed does not depend on them). Not a test; on CPU expect seconds
-per image. DeepLab-v2-SID (paper 002) is not registered on this branch, so it is not in the table yet.
+Paper 004 (Ren et al.) reports 150 ms per 640x480 image for DS-SIDENet on a V100 against 600 ms for DORN, a
+DeepLab-style network that classifies depth over SID bins; DeepLab-v2-SID (paper 002, registered as
+``deeplab_sid``) is this library's network of that kind. For each model (``low`` / ``high``: DS-SIDENet's
+variants; ``deeplab_sid``), batch size and compute dtype it jit-compiles the test-time path (the model's
+``apply`` in inference mode followed by its ``decode``: bins to metres, the soft expectation of DS-SIDENet's
+classification branch), and reports the parameter count, XLA's cost-analysis FLOPs of the compiled function
+per image, the compile time, and the median wall time per image over ``reps`` calls after one warm-up, all
+models in the same run. Random weights, N(0, 1/fan_in) (speed does not depend on them). Each row is written to ``--out``
+as soon as it is measured, so a run stopped by a time limit keeps what it measured.
+
+``--smoke``: the tests' tiny widths at 32x48, batch 1, one call (CPU; checks that the script runs).
+Not a test; on CPU expect seconds per image.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import platform
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from semdepth_jax.models import get_model
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from semdepth_jax.models import get_model  # noqa: E402
+from tests.test_export import random_variables  # noqa: E402  (weights without an init compile)
+
+MODELS = ("low", "high", "deeplab_sid")
+"""``low`` / ``high``: DS-SIDENet variants (docs/model_spec.md §5); ``deeplab_sid``: paper 002's net."""
+
+SMOKE_KWARGS = {
+  "low": {"width_divisor": 16, "sam_k": 4},
+  "high": {"width_divisor": 16, "sam_k": 4},
+  "deeplab_sid": {
+    "num_classes": 5,
+    "backbone": {
+      "name": "resnet101_deeplab",
+      "depths": (1, 1, 1, 1),
+      "widths": (2, 2, 3, 4),
+      "stem_width": 4,
+    },
+  },
+}
 
 
-def bench(variant: str, batch: int, dtype: str, hw: tuple[int, int], reps: int) -> dict:
-  model = get_model("ds_sidenet", variant=variant, dtype=jnp.dtype(dtype))
+def build(name: str, dtype: str, smoke: bool):
+  """The model ``name`` of :data:`MODELS` at paper widths (or the smoke widths) computing in ``dtype``."""
+  if name not in MODELS:
+    raise SystemExit(f"--models: unknown model {name!r}; expected one of {', '.join(MODELS)}")
+  kw = dict(SMOKE_KWARGS[name]) if smoke else {}
+  kw["dtype"] = jnp.dtype(dtype)
+  if name == "deeplab_sid":
+    return get_model("deeplab_sid", **kw)
+  return get_model("ds_sidenet", variant=name, **kw)
+
+
+def bench(name: str, batch: int, dtype: str, hw: tuple[int, int], reps: int, smoke: bool) -> dict:
+  model = build(name, dtype, smoke)
   x = jnp.asarray(np.random.default_rng(0).uniform(size=(batch, *hw, 3)), jnp.float32)
-  variables = jax.jit(model.init)(jax.random.key(0), x[:1])
+  variables = random_variables(model, hw)
   params = sum(math.prod(a.shape) for a in jax.tree.leaves(variables["params"]))
 
   def infer(v, img):
@@ -40,14 +81,16 @@ def bench(variant: str, batch: int, dtype: str, hw: tuple[int, int], reps: int) 
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list | tuple) else cost
   flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
-  jax.block_until_ready(compiled(variables, x))
+  out = jax.block_until_ready(compiled(variables, x))
+  if out.shape[0] != batch or not np.all(np.isfinite(np.asarray(out, np.float32))):
+    raise RuntimeError(f"{name}: depth of shape {out.shape} or not finite")
   times = []
   for _ in range(reps):
     t = time.perf_counter()
     jax.block_until_ready(compiled(variables, x))
     times.append(time.perf_counter() - t)
   return {
-    "variant": variant,
+    "model": name,
     "batch": batch,
     "dtype": dtype,
     "params": params,
@@ -57,37 +100,48 @@ def bench(variant: str, batch: int, dtype: str, hw: tuple[int, int], reps: int) 
   }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--variants", default="low,high")
+  p.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
   p.add_argument("--batches", default="1,8")
   p.add_argument("--dtypes", default="float32,bfloat16")
   p.add_argument("--size", default="480,640", help="H,W")
   p.add_argument("--reps", type=int, default=10)
   p.add_argument("--out", default="")
-  a = p.parse_args()
+  p.add_argument("--smoke", action="store_true", help="tiny widths, 32x48, batch 1, one call")
+  a = p.parse_args(argv)
   hw = tuple(int(v) for v in a.size.split(","))
-  rows = [
-    "| variant | batch | dtype | params | GFLOPs / image | compile s | ms / image |",
-    "|---|---|---|---|---|---|---|",
-  ]
-  print(f"device: {jax.devices()[0].device_kind}, input {hw[0]}x{hw[1]}")
-  for v in a.variants.split(","):
-    for b in (int(s) for s in a.batches.split(",")):
-      for d in a.dtypes.split(","):
-        r = bench(v, b, d, hw, a.reps)
-        rows.append(
-          f"| {v} | {b} | {d} | {r['params']:,} | {r['gflops_per_image']:.1f} | "
-          f"{r['compile_s']:.1f} | {r['ms_per_image']:.1f} |"
-        )
-        print(rows[-1], flush=True)
+  batches = [int(s) for s in a.batches.split(",")]
+  reps = a.reps
+  if a.smoke:
+    hw, batches, reps = (32, 48), [1], 1
+  names = [n for n in a.models.split(",") if n]
+  for n in names:
+    if n not in MODELS:
+      p.error(f"--models: unknown model {n!r}; expected a subset of {','.join(MODELS)}")
+  head = (
+    f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}, "
+    f"python {platform.python_version()}, input {hw[0]}x{hw[1]}"
+    + (", smoke widths" if a.smoke else "")
+    + "\n\n| model | batch | dtype | params | GFLOPs / image | compile s | ms / image |\n"
+    "|---|---|---|---|---|---|---|\n"
+  )
+  print(head, end="", flush=True)
   if a.out:
-    with open(a.out, "w") as f:
-      f.write(
-        f"device: {jax.devices()[0].device_kind}, input {hw[0]}x{hw[1]}\n\n"
-        + "\n".join(rows)
-        + "\n"
-      )
+    with open(a.out, "w", encoding="utf-8") as f:
+      f.write(head)
+  for n in names:
+    for b in batches:
+      for d in a.dtypes.split(","):
+        r = bench(n, b, d, hw, reps, a.smoke)
+        row = (
+          f"| {n} | {b} | {d} | {r['params']:,} | {r['gflops_per_image']:.1f} | "
+          f"{r['compile_s']:.1f} | {r['ms_per_image']:.1f} |\n"
+        )
+        print(row, end="", flush=True)
+        if a.out:
+          with open(a.out, "a", encoding="utf-8") as f:
+            f.write(row)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ import pathlib
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from semdepth_jax.models import known_models
@@ -115,6 +118,40 @@ def test_accelerator_suite_smoke_runs_on_cpu(tmp_path):
   assert "input pipeline" in text and "examples/s" in text
   assert "## Training throughput and MFU (exit 0)" in text
   assert "## JAX vs PyTorch (bf16; exit 0)" in text and "| scrx | ok |" in text
+  assert "## DS-SIDENet vs DeepLab-v2-SID inference (exit 0)" in text
+  assert "| low | 1 | float32 |" in text
   throughput = json.loads((tmp_path / "throughput.json").read_text())
   assert throughput["complete"]
   assert throughput["families"][0]["runs"][0]["points"][0]["flops"] > 0
+
+
+def test_ds_sidenet_speed_smoke_rows(tmp_path):
+  """``ds_sidenet_speed.py --smoke``: one row per model and dtype, the parameter count of that model."""
+  from benchmarks import ds_sidenet_speed
+  from semdepth_jax import models
+
+  out = tmp_path / "speed.md"
+  ds_sidenet_speed.main(
+    ["--smoke", "--models", "low,deeplab_sid", "--dtypes", "float32,bfloat16", "--out", str(out)]
+  )
+  rows = [r.split("|")[1:-1] for r in out.read_text().splitlines() if r.startswith("| ")]
+  body = [[c.strip() for c in r] for r in rows[1:]]  # rows[0] is the header
+  assert [r[:3] for r in body] == [
+    ["low", "1", "float32"],
+    ["low", "1", "bfloat16"],
+    ["deeplab_sid", "1", "float32"],
+    ["deeplab_sid", "1", "bfloat16"],
+  ]
+  # Parameter counts from an abstract init of the same widths (no code of the benchmark).
+  smoke = ds_sidenet_speed.SMOKE_KWARGS
+  for name, model in (
+    ("low", models.get_model("ds_sidenet", variant="low", **smoke["low"])),
+    ("deeplab_sid", models.get_model("deeplab_sid", **smoke["deeplab_sid"])),
+  ):
+    shapes = jax.eval_shape(
+      lambda x, m=model: m.init(jax.random.key(0), x, train=False),
+      jax.ShapeDtypeStruct((1, 32, 48, 3), jnp.float32),
+    )
+    n = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes["params"]))
+    assert {int(r[3].replace(",", "")) for r in body if r[0] == name} == {n}
+  assert all(float(r[6]) > 0 for r in body)  # ms / image
