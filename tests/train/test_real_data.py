@@ -9,13 +9,16 @@ everywhere and the majority training class everywhere, numpy metrics of docs/mod
 
 The depth test starts from the run's own initial parameters plus a perturbation of 1e-6 (loaded through
 ``config.model_init``): a recipe whose outcome flips with the last bits of a floating-point sum would fail
-it. Over seeds 0-4 (``python benchmarks/preset_seeds.py --models cnn3d_up,unet --datasets replica``) every
-seed beat every baseline when these tests were written; the thresholds here are the baselines.
+it. It requires a lead over the mean-depth baseline of about half the smallest lead measured over 5 seeds
+(``python benchmarks/preset_seeds.py --models cnn3d_up --sizes tiny --datasets replica --seeds 5
+"--override=--config.model.ohess_classes=(92, 75, 97, 11, 79, 86, 19, 43)"``, the test's top-8 classes;
+numbers at ``CNN3D_UP_MARGIN``).
 
-Known gap (re-measured later, 3 seeds, same command with ``--models unet --seeds 3``): the U-Net preset's
-150 steps leave seed 1 below the majority class's pixel accuracy (0.212 vs 0.392; miou 0.030 vs 0.023), in
-float32 and bfloat16 alike, so the U-Net test's pixel-accuracy check holds for seed 0 (0.770) but not with
-margin for every seed. Its length and margins are to be re-set from a longer multi-seed measurement.
+The U-Net test runs in float32 and in bfloat16 compute (``config.compute_dtype``) and requires a lead over
+the majority class of half the smallest lead measured over 5 seeds in either precision (``python
+benchmarks/preset_seeds.py --models unet --sizes tiny --datasets replica --seeds 5
+[--override=--config.compute_dtype=bfloat16]``, the preset's 300 steps; numbers at ``UNET_MARGIN``). At the
+earlier 150 steps seed 1 stayed below the majority class's pixel accuracy in both precisions.
 """
 
 import os
@@ -121,6 +124,20 @@ def _miou(confusion):
   return float(np.mean(tp[union > 0] / union[union > 0]))
 
 
+CNN3D_UP_MARGIN = {
+  "abs_rel": 0.02,
+  "sq_rel": 0.025,
+  "rmse": 0.018,
+  "rmse_log": 0.018,
+  "delta1": 0.03,
+}
+"""Required lead over the mean training depth (abs_rel 0.459, sq_rel 0.385, rmse 0.694 m, rmse_log 0.408,
+delta1 0.276 on these frames): about half the smallest lead of 5 seeds at the preset's 150 steps. Measured
+per seed 0-4: abs_rel 0.413 / 0.292 / 0.313 / 0.293 / 0.321, sq_rel 0.330 / 0.188 / 0.201 / 0.191 / 0.205,
+rmse 0.657 / 0.487 / 0.509 / 0.490 / 0.527, rmse_log 0.370 / 0.293 / 0.306 / 0.297 / 0.312, delta1
+0.343 / 0.546 / 0.503 / 0.536 / 0.436 (smallest leads, all seed 0: 0.046, 0.055, 0.037, 0.038, 0.067)."""
+
+
 def test_cnn3d_up_tiny_preset_learns_from_a_perturbed_initialisation(
   replica, tmp_path, record_property
 ):
@@ -150,13 +167,24 @@ def test_cnn3d_up_tiny_preset_learns_from_a_perturbed_initialisation(
     record_property("base_" + k, float(base[k]))
   print("cnn3d_up tiny: " + ", ".join(f"{k} {got[k]:.3f} (baseline {base[k]:.3f})" for k in names))
   for k in names[:4]:
-    assert got[k] < base[k], k
-  assert got["delta1"] > base["delta1"]
+    assert got[k] < base[k] - CNN3D_UP_MARGIN[k], k
+  assert got["delta1"] > base["delta1"] + CNN3D_UP_MARGIN["delta1"]
 
 
-def test_unet_tiny_preset_beats_majority_class_baseline(replica, tmp_path, record_property):
+UNET_MARGIN = {"miou": 0.025, "pixel_acc": 0.12}
+"""Required lead over the majority class (miou 0.023, pixel_acc 0.392 on these frames): about half the
+smallest lead of 5 seeds x 2 precisions at the preset's 300 steps. Measured per seed 0-4, float32: miou
+0.129 / 0.109 / 0.110 / 0.084 / 0.099, pixel_acc 0.797 / 0.787 / 0.774 / 0.711 / 0.751; bfloat16: miou
+0.129 / 0.108 / 0.110 / 0.079 / 0.105, pixel_acc 0.796 / 0.780 / 0.776 / 0.639 / 0.770 (smallest leads
+0.056 and 0.247, both seed 3 in bfloat16)."""
+
+
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_unet_tiny_preset_beats_majority_class_baseline(
+  replica, tmp_path, record_property, compute_dtype
+):
   data_dir, stats = replica
-  cfg = _config(data_dir, "unet")
+  cfg = _config(data_dir, "unet", [f"--config.compute_dtype={compute_dtype}"])
   result = loop.train(cfg, tmp_path)
   conf_model = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
   conf_base = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
@@ -176,7 +204,8 @@ def test_unet_tiny_preset_beats_majority_class_baseline(replica, tmp_path, recor
   record_property("miou", miou)
   record_property("base_miou", base_miou)
   print(
-    f"unet tiny: miou {miou:.4f} (baseline {base_miou:.4f}), pixel_acc {acc:.3f} ({base_acc:.3f})"
+    f"unet tiny {compute_dtype}: miou {miou:.4f} (baseline {base_miou:.4f}), pixel_acc {acc:.3f} "
+    f"({base_acc:.3f})"
   )
-  assert miou > base_miou
-  assert acc > base_acc
+  assert miou > base_miou + UNET_MARGIN["miou"]
+  assert acc > base_acc + UNET_MARGIN["pixel_acc"]
