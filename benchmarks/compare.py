@@ -37,7 +37,7 @@ monotone over the run, so only the first model's value is its own), on GPUs also
 (``jax_peak_mib`` from ``memory_stats()['peak_bytes_in_use']``, cumulative like RSS;
 ``torch_peak_mib`` from ``torch.cuda.max_memory_allocated``, reset per model), and
 ``torch_compile_s`` with ``--torch-compile`` (the error when ``torch.compile`` fails), and with
-``--variants eigen,dwconv`` the JAX step of those configurations (:data:`VARIANTS`) timed in the same
+``--variants eigen,dwconv,pointwise`` the JAX step of those configurations (:data:`VARIANTS`) timed in the same
 alternation, each with its own ratio: the before/after columns of a speed change. Families without a
 PyTorch reference are listed with status ``no reference`` and the reason.
 
@@ -551,6 +551,8 @@ VARIANTS = {
   "eigen": "config.cpu_conv='eigen' (train step: XLA's Eigen convolutions instead of YNNPACK fusions)",
   "dwconv": "depthwise convolutions as one grouped convolution (layers.depthwise_conv_impl('conv'), "
   "the library's behaviour before the CPU default became 'taps')",
+  "pointwise": "config.pointwise_conv='dot' (1x1 convolutions as matrix products, "
+  "layers.pointwise_conv_impl('dot'); in infer mode too)",
 }
 """``--variants``: further JAX configurations timed side by side with the default (one column each)."""
 
@@ -572,7 +574,11 @@ def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int, var
 
   compute = {"f32": "float32", "bf16": "bfloat16"}[dtype]
   options = step_lib.compiler_options("eigen" if variant == "eigen" else "ynn")  # config.cpu_conv
-  traced = layers.depthwise_conv_impl("conv") if variant == "dwconv" else contextlib.nullcontext()
+  traced = contextlib.nullcontext()
+  if variant == "dwconv":
+    traced = layers.depthwise_conv_impl("conv")
+  elif variant == "pointwise":
+    traced = layers.pointwise_conv_impl("dot")
   batch = {"image": jnp.asarray(image), "segmentation": jnp.asarray(labels, jnp.int32)}
   key = pair.output_key
   if mode == "train":

@@ -233,6 +233,14 @@ def conv_nd(
       padding[a] = (0, 0)
   groups = int(feature_group_count)
   if (
+    groups == 1
+    and all(k == 1 for k in kernel.shape[:nd])
+    and all(d == 1 for d in lhs_dilation)
+    and all(tuple(p) == (0, 0) for p in padding)
+    and _POINTWISE_IMPL.get() == "dot"
+  ):
+    return _pointwise_dot(x, kernel, tuple(strides), precision)
+  if (
     groups > 1
     and groups == x.shape[-1] == kernel.shape[-1]
     and kernel.shape[-2] == 1
@@ -251,6 +259,54 @@ def conv_nd(
     feature_group_count=groups,
     precision=precision,
   )
+
+
+_POINTWISE_IMPL: contextvars.ContextVar[str] = contextvars.ContextVar(
+  "pointwise_conv_impl", default="conv"
+)
+POINTWISE_IMPLS = ("conv", "dot")
+"""How :func:`conv_nd` computes a 1x1 (1x1x1) convolution (:func:`pointwise_conv_impl`)."""
+
+
+@contextlib.contextmanager
+def pointwise_conv_impl(impl: str) -> Iterator[None]:
+  """Chooses how 1x1 (2-D) and 1x1x1 (3-D) convolutions are computed while models are traced in this context.
+
+  A pointwise convolution here has a kernel of spatial size 1 on every axis, one channel group, no
+  padding and no input dilation (any stride: the input is subsampled first). ResNet bottlenecks (paper 002's
+  DeepLab-v2), EfficientNet's MBConv expansions / projections (paper 003) and DS-SIDENet's separable blocks
+  (paper 004) are mostly such layers.
+
+  * ``'conv'`` (default): one ``lax.conv_general_dilated``.
+  * ``'dot'``: one ``lax.dot_general`` contracting the channel axis (a matrix product over all pixels), whose
+    gradients are matrix products too. On XLA's CPU backend (jaxlib 0.10, 2 threads) a 1x1 convolution's
+    forward + backward is 2-3x faster this way, e.g. (1, 53, 100, 256) -> 1024 channels: weight gradient
+    192 -> 68 ms, (1, 120, 160, 32) -> 192: 38 -> 14 ms forward + backward. Same sums in another order:
+    equal to float rounding (the forward is usually bitwise equal; gradients are not), which is why it is
+    a switch (``config.pointwise_conv``) and not the default: trained results would move at rounding level.
+
+  Raises:
+    ValueError: unknown ``impl``.
+  """
+  if impl not in POINTWISE_IMPLS:
+    raise ValueError(
+      f"layers.pointwise_conv_impl: impl must be one of {POINTWISE_IMPLS}, got {impl!r}"
+    )
+  token = _POINTWISE_IMPL.set(impl)
+  try:
+    yield
+  finally:
+    _POINTWISE_IMPL.reset(token)
+
+
+def _pointwise_dot(x: Array, kernel: Array, strides: tuple[int, ...], precision: Any) -> Array:
+  """A 1x1 convolution as one ``dot_general`` over the channel axis (:func:`pointwise_conv_impl`)."""
+  nd = kernel.ndim - 2
+  if any(s != 1 for s in strides):
+    x = x[(slice(None), *(slice(None, None, s) for s in strides), slice(None))]
+  w = kernel.reshape(kernel.shape[-2:])
+  y = lax.dot_general(x, w, (((nd + 1,), (0,)), ((), ())), precision=precision)
+  return y.astype(jnp.result_type(x.dtype, kernel.dtype))
 
 
 _DEPTHWISE_IMPL: contextvars.ContextVar[str] = contextvars.ContextVar(

@@ -328,6 +328,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   # semdepth_jax.train.step.CPU_CONV_IMPLS
   if config.get("cpu_conv", "ynn") not in ("ynn", "eigen"):
     raise ConfigError(f"config.cpu_conv must be ynn or eigen, got {config.cpu_conv!r}")
+  if config.get("pointwise_conv", "conv") not in ("conv", "dot"):
+    raise ConfigError(f"config.pointwise_conv must be conv or dot, got {config.pointwise_conv!r}")
   check_values(config)
 
 

@@ -1098,7 +1098,13 @@ def _run_stage(
     compute_dtype=config.compute_dtype,
     remat=config.get("remat", "none"),  # configs saved before the switch existed
   )
-  jitted = step_lib.jit_train_step(step_fn, mesh, shardings, cpu_conv=config.get("cpu_conv", "ynn"))
+  jitted = step_lib.jit_train_step(
+    step_fn,
+    mesh,
+    shardings,
+    cpu_conv=config.get("cpu_conv", "ynn"),
+    pointwise_conv=config.get("pointwise_conv", "conv"),
+  )
   iterator = comps.train_iterator(batch_size, int(config.seed) + 1000 * plan.index)
   if data_state is not None:
     iterator.set_state(data_state)

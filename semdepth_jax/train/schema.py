@@ -20,7 +20,9 @@ describe no particular model):
 * ``mesh_shape`` (data, model), -1 = remaining devices; ``param_sharding``: ``(regex, spec)`` rules
   (default: replicate); ``compute_dtype`` float32/bfloat16 (mixed precision, float32 parameters and
   optimiser); ``remat`` none/dots/full (``semdepth_jax.train.step.REMAT_POLICIES``); ``cpu_conv``
-  ynn/eigen (CPU convolution kernels of the train step, ``step.CPU_CONV_IMPLS``); ``distributed`` (call
+  ynn/eigen (CPU convolution kernels of the train step, ``step.CPU_CONV_IMPLS``); ``pointwise_conv``
+  conv/dot (1x1 convolutions of the train step as convolutions or matrix products,
+  ``semdepth_jax.models.layers.pointwise_conv_impl``); ``distributed`` (call
   ``jax.distributed.initialize()`` even without ``JAX_COORDINATOR_ADDRESS``).
 * ``train_mixture``: ``((dataset, weight), ...)`` to train on a weighted mixture (``()`` = ``dataset``).
 * ``evals``: named further evaluations (:func:`eval_entry`: ``split``, ``dataset``, ``protocol``,
@@ -176,6 +178,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.cpu_conv = (
     "ynn"  # ynn / eigen: CPU convolution kernels (semdepth_jax.train.step.CPU_CONV_IMPLS).
   )
+  # conv / dot: 1x1 convolutions of the train step (semdepth_jax.models.layers.pointwise_conv_impl).
+  c.pointwise_conv = "conv"
   c.distributed = False
 
   c.checkpoint = ml_collections.ConfigDict({"every_steps": 500, "keep": 3, "async_save": True})

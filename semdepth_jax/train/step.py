@@ -18,6 +18,9 @@ time change.
 
 CPU convolution kernels of the train step (``config.cpu_conv``, :data:`CPU_CONV_IMPLS`): jaxlib's YNNPACK
 fusions (default) or XLA's Eigen kernels, a per-model speed choice on CPU; same results to float rounding.
+1x1 convolutions of the train step (``config.pointwise_conv``): one convolution (default) or one matrix
+product (``'dot'``, ``semdepth_jax.models.layers.pointwise_conv_impl``; faster on CPU, same results to float
+rounding).
 """
 
 from __future__ import annotations
@@ -264,6 +267,7 @@ def jit_train_step(
   *,
   donate: bool = True,
   cpu_conv: str = "ynn",
+  pointwise_conv: str = "conv",
 ) -> Callable[[TrainState, Mapping[str, Any]], tuple[TrainState, dict[str, jax.Array]]]:
   """``jax.jit`` of a train step: state in/out with ``state_shardings``, batch split over ``'data'``.
 
@@ -273,12 +277,25 @@ def jit_train_step(
     state_shardings: pytree of ``NamedSharding`` matching the state.
     donate: donate the input state's buffers (the caller must not reuse the old state).
     cpu_conv: convolution kernels on the CPU backend, a key of :data:`CPU_CONV_IMPLS`.
+    pointwise_conv: how 1x1 convolutions are traced, one of
+      ``semdepth_jax.models.layers.POINTWISE_IMPLS`` (``'conv'``: unchanged; ``'dot'``: matrix products).
 
   Raises:
-    ValueError: unknown ``cpu_conv``.
+    ValueError: unknown ``cpu_conv`` or ``pointwise_conv``.
   """
+  from semdepth_jax.models import layers
+
+  if pointwise_conv not in layers.POINTWISE_IMPLS:
+    raise ValueError(
+      f"config.pointwise_conv must be one of {layers.POINTWISE_IMPLS}, got {pointwise_conv!r}"
+    )
+
+  def traced(state, batch):
+    with layers.pointwise_conv_impl(pointwise_conv):
+      return step_fn(state, batch)
+
   return jax.jit(
-    step_fn,
+    traced if pointwise_conv != "conv" else step_fn,
     in_shardings=(state_shardings, batch_sharding(mesh)),
     out_shardings=(state_shardings, replicated(mesh)),
     donate_argnums=(0,) if donate else (),

@@ -157,6 +157,11 @@ def test_overrides_are_typed():
     ("", ("--seed=1",), "must have the form --config.key=value"),
     ("", ("--config.compute_dtype=float16",), "compute_dtype"),
     ("", ("--config.cpu_conv=mkl",), r"config.cpu_conv must be ynn or eigen, got .mkl."),
+    (
+      "",
+      ("--config.pointwise_conv=gemm",),
+      r"config.pointwise_conv must be conv or dot, got .gemm.",
+    ),
     ("", ("--config.stage_order=('seg',)",), "stage_order"),
   ],
 )
