@@ -90,64 +90,45 @@ PYEOF
 } > "$RESULTS"
 
 status=0
-echo "== throughput" >&2
-rc=0
-timeout "$LIMIT_THROUGHPUT" "$PY" benchmarks/accelerator_throughput.py "${THROUGHPUT_ARGS[@]}" \
-  > "$OUT/throughput.log" 2>&1 || rc=$?
-if [[ "$rc" != 0 ]]; then
-  status=1
-  tail -20 "$OUT/throughput.log" >&2
-fi
-{
-  echo "## Training throughput and MFU (exit $rc$([[ $rc == 124 ]] && echo ': time limit'))"
-  echo
-  if [[ -f "$OUT/throughput.md" ]]; then
-    cat "$OUT/throughput.md"
-  else
-    echo "no results, see throughput.log"
-  fi
-  echo
-} >> "$RESULTS"
-
-for dtype in ${DTYPES//,/ }; do
-  echo "== compare.py $dtype" >&2
-  rc=0
-  timeout "$LIMIT_COMPARE" "$PY" benchmarks/compare.py "${COMPARE_ARGS[@]}" --dtype "$dtype" \
-    --out "$OUT" > "$OUT/compare_$dtype.log" 2>&1 || rc=$?
+# run_part HEADING LIMIT LOG MD TIMEOUT_NOTE CMD...: runs CMD under the time limit (output to LOG), then
+# appends "## HEADINGexit RC)" and the table MD (or a pointer to LOG) to the results file.
+run_part() {
+  local heading="$1" limit="$2" log="$3" md="$4" timeout_note="$5"
+  shift 5
+  local rc=0
+  timeout "$limit" "$@" > "$log" 2>&1 || rc=$?
   if [[ "$rc" != 0 ]]; then
     status=1
-    tail -20 "$OUT/compare_$dtype.log" >&2
+    tail -20 "$log" >&2
   fi
   {
-    echo "## JAX vs PyTorch ($dtype; exit $rc$([[ $rc == 124 ]] && echo ': time limit, rows missing'))"
+    echo "## ${heading}exit $rc$([[ $rc == 124 ]] && echo ": $timeout_note"))"
     echo
-    if [[ -f "$OUT/compare_train_$dtype.md" ]]; then
-      cat "$OUT/compare_train_$dtype.md"
+    if [[ -f "$md" ]]; then
+      cat "$md"
     else
-      echo "no results, see compare_$dtype.log"
+      echo "no results, see $(basename "$log")"
     fi
     echo
   } >> "$RESULTS"
+}
+
+echo "== throughput" >&2
+run_part "Training throughput and MFU (" "$LIMIT_THROUGHPUT" "$OUT/throughput.log" \
+  "$OUT/throughput.md" "time limit" \
+  "$PY" benchmarks/accelerator_throughput.py "${THROUGHPUT_ARGS[@]}"
+
+for dtype in ${DTYPES//,/ }; do
+  echo "== compare.py $dtype" >&2
+  run_part "JAX vs PyTorch ($dtype; " "$LIMIT_COMPARE" "$OUT/compare_$dtype.log" \
+    "$OUT/compare_train_$dtype.md" "time limit, rows missing" \
+    "$PY" benchmarks/compare.py "${COMPARE_ARGS[@]}" --dtype "$dtype" --out "$OUT"
 done
 
 echo "== ds_sidenet_speed.py" >&2
-rc=0
-timeout "$LIMIT_SPEED" "$PY" benchmarks/ds_sidenet_speed.py "${SPEED_ARGS[@]}" \
-  --out "$OUT/ds_sidenet_speed.md" > "$OUT/ds_sidenet_speed.log" 2>&1 || rc=$?
-if [[ "$rc" != 0 ]]; then
-  status=1
-  tail -20 "$OUT/ds_sidenet_speed.log" >&2
-fi
-{
-  echo "## DS-SIDENet vs DeepLab-v2-SID inference (exit $rc$([[ $rc == 124 ]] && echo ': time limit, rows missing'))"
-  echo
-  if [[ -f "$OUT/ds_sidenet_speed.md" ]]; then
-    cat "$OUT/ds_sidenet_speed.md"
-  else
-    echo "no results, see ds_sidenet_speed.log"
-  fi
-  echo
-} >> "$RESULTS"
+run_part "DS-SIDENet vs DeepLab-v2-SID inference (" "$LIMIT_SPEED" "$OUT/ds_sidenet_speed.log" \
+  "$OUT/ds_sidenet_speed.md" "time limit, rows missing" \
+  "$PY" benchmarks/ds_sidenet_speed.py "${SPEED_ARGS[@]}" --out "$OUT/ds_sidenet_speed.md"
 
 echo "results: $RESULTS" >&2
 exit "$status"

@@ -35,30 +35,21 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from semdepth_jax.models import get_model  # noqa: E402
-from tests.test_export import random_variables  # noqa: E402  (weights without an init compile)
+from tests.test_export import TINY, random_variables  # noqa: E402  (tiny widths; weights without init)
 
 MODELS = ("low", "high", "deeplab_sid")
 """``low`` / ``high``: DS-SIDENet variants (docs/model_spec.md §5); ``deeplab_sid``: paper 002's net."""
 
 SMOKE_KWARGS = {
-  "low": {"width_divisor": 16, "sam_k": 4},
-  "high": {"width_divisor": 16, "sam_k": 4},
-  "deeplab_sid": {
-    "num_classes": 5,
-    "backbone": {
-      "name": "resnet101_deeplab",
-      "depths": (1, 1, 1, 1),
-      "widths": (2, 2, 3, 4),
-      "stem_width": 4,
-    },
-  },
+  "low": TINY["ds_sidenet"],
+  "high": TINY["ds_sidenet"],
+  "deeplab_sid": TINY["deeplab_sid"],
 }
+"""``--smoke`` widths: the export tests' tiny models (``tests/test_export.py``)."""
 
 
 def build(name: str, dtype: str, smoke: bool):
   """The model ``name`` of :data:`MODELS` at paper widths (or the smoke widths) computing in ``dtype``."""
-  if name not in MODELS:
-    raise SystemExit(f"--models: unknown model {name!r}; expected one of {', '.join(MODELS)}")
   kw = dict(SMOKE_KWARGS[name]) if smoke else {}
   kw["dtype"] = jnp.dtype(dtype)
   if name == "deeplab_sid":

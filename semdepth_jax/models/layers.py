@@ -261,6 +261,24 @@ def conv_nd(
   )
 
 
+@contextlib.contextmanager
+def _use_impl(
+  var: contextvars.ContextVar[str], allowed: tuple[str, ...], impl: str
+) -> Iterator[None]:
+  """Sets ``var`` (named after its public context manager) to ``impl`` for the ``with`` block.
+
+  Raises:
+    ValueError: ``impl`` not in ``allowed`` (the message names ``layers.<var name>``).
+  """
+  if impl not in allowed:
+    raise ValueError(f"layers.{var.name}: impl must be one of {allowed}, got {impl!r}")
+  token = var.set(impl)
+  try:
+    yield
+  finally:
+    var.reset(token)
+
+
 _POINTWISE_IMPL: contextvars.ContextVar[str] = contextvars.ContextVar(
   "pointwise_conv_impl", default="conv"
 )
@@ -288,15 +306,8 @@ def pointwise_conv_impl(impl: str) -> Iterator[None]:
   Raises:
     ValueError: unknown ``impl``.
   """
-  if impl not in POINTWISE_IMPLS:
-    raise ValueError(
-      f"layers.pointwise_conv_impl: impl must be one of {POINTWISE_IMPLS}, got {impl!r}"
-    )
-  token = _POINTWISE_IMPL.set(impl)
-  try:
+  with _use_impl(_POINTWISE_IMPL, POINTWISE_IMPLS, impl):
     yield
-  finally:
-    _POINTWISE_IMPL.reset(token)
 
 
 def _pointwise_dot(x: Array, kernel: Array, strides: tuple[int, ...], precision: Any) -> Array:
@@ -337,15 +348,8 @@ def depthwise_conv_impl(impl: str) -> Iterator[None]:
   Raises:
     ValueError: unknown ``impl``.
   """
-  if impl not in DEPTHWISE_IMPLS:
-    raise ValueError(
-      f"layers.depthwise_conv_impl: impl must be one of {DEPTHWISE_IMPLS}, got {impl!r}"
-    )
-  token = _DEPTHWISE_IMPL.set(impl)
-  try:
+  with _use_impl(_DEPTHWISE_IMPL, DEPTHWISE_IMPLS, impl):
     yield
-  finally:
-    _DEPTHWISE_IMPL.reset(token)
 
 
 def _depthwise_impl() -> str:
@@ -740,15 +744,8 @@ def torch_max_pool_impl(impl: str) -> Iterator[None]:
   Raises:
     ValueError: unknown ``impl``.
   """
-  if impl not in TORCH_POOL_IMPLS:
-    raise ValueError(
-      f"layers.torch_max_pool_impl: impl must be one of {TORCH_POOL_IMPLS}, got {impl!r}"
-    )
-  token = _TORCH_POOL_IMPL.set(impl)
-  try:
+  with _use_impl(_TORCH_POOL_IMPL, TORCH_POOL_IMPLS, impl):
     yield
-  finally:
-    _TORCH_POOL_IMPL.reset(token)
 
 
 def torch_max_pool(

@@ -14,6 +14,7 @@ from semdepth_jax.models import get_model, layers
 from semdepth_jax.train import mesh as mesh_lib
 from semdepth_jax.train import step as step_lib
 from semdepth_jax.train.state import create_state, split_variables
+from tests.test_export import TINY
 
 CASES = [
   # (input shape, kernel shape, strides)
@@ -103,25 +104,9 @@ def test_unknown_impl_is_one_clear_error():
     pass
 
 
-@pytest.mark.parametrize(
-  "name,kw",
-  [
-    (
-      "deeplab_sid",
-      {
-        "backbone": {
-          "name": "resnet101_deeplab",
-          "depths": (1, 1, 1, 1),
-          "widths": (2, 2, 3, 4),
-          "stem_width": 4,
-        }
-      },
-    ),
-    ("ds_sidenet", {"width_divisor": 16, "sam_k": 4}),
-  ],
-)
-def test_models_agree_between_implementations(name, kw):
-  model = get_model(name, **kw)
+@pytest.mark.parametrize("name", ["deeplab_sid", "ds_sidenet"])
+def test_models_agree_between_implementations(name):
+  model = get_model(name, **TINY[name])
   x = jnp.asarray(np.random.default_rng(4).uniform(size=(1, 40, 56, 3)), jnp.float32)
   variables = jax.jit(lambda a: model.init(jax.random.key(0), a, train=False))(x)
   outs = {}
