@@ -1,12 +1,14 @@
-"""Training throughput (images/s) and MFU of every family at its paper input size, batch 1, 2, 4, ...
+"""Training throughput (images/s) and MFU of every family at its paper input size, batch 1, 4, 16, ...
 
 For each preset in ``--presets`` (``config_file:preset args``; default: one per family of papers 000-004)
 and each ``--dtypes`` entry, the library's jitted train step (``make_train_step`` with the config's first
 stage: its loss, optimiser and model overrides; ``compute_dtype`` float32 or bfloat16) runs on random data
-at the config's ``image_size`` for batch 1, 2, 4, ... until the step does not fit (an XLA resource-
-exhausted error), ``--max_batch`` or the time budget. Per (family, dtype, batch): compile seconds, median
-step seconds over ``--steps`` steps, images/s, XLA's FLOP count of the compiled step
-(``cost_analysis()['flops']``) and MFU = FLOPs / step time / device peak (:data:`PEAK_TFLOPS`).
+at the config's ``image_size`` for batch 1, f, f^2, ... (``--batch_factor`` f, 4) until the step does
+not fit (an XLA resource-exhausted error), ``--max_batch`` or the time budget: each (family, dtype) gets an
+equal share of what is left of ``--budget_s`` and always its batch-1 point. Per (family, dtype, batch): compile seconds, median
+step seconds over ``--steps`` steps, images/s, XLA's FLOP count of the step (HLO cost analysis of
+the step as lowered for the host CPU, ``benchmarks/xla_flops.py``: on GPUs the compiled module's own
+count leaves out the cuDNN convolutions) and MFU = FLOPs / step time / device peak (:data:`PEAK_TFLOPS`).
 Then the input pipeline (``semdepth_jax.data.pipeline.make_train_iterator`` on ``synthetic_city``
 (``synthetic_city/tiny`` with ``--smoke``; built into ``--data_dir`` first)
 with ``transforms.EIGEN_AUGMENT``, as ``benchmarks/bench_pipeline.py``) in examples/s, next to the best
@@ -51,14 +53,15 @@ PEAK_TFLOPS = {
 DEFAULT_PRESETS = (
   "ssegdepnet.py:model=unet",
   "ssegdepnet.py:model=scrx_ohess",
-  "ssegdepnet.py:model=cnn3d_s",
-  "ssegdepnet.py:model=cnn3d_up",
-  "hybridnet.py:model=a2",
-  "deeplab_sid.py:model=sid",
-  "semantic_md.py",
   "ds_sidenet.py:model=low",
+  "semantic_md.py",
+  "deeplab_sid.py:model=sid",
+  "hybridnet.py:model=a2",
+  "ssegdepnet.py:model=cnn3d_up",
+  "ssegdepnet.py:model=cnn3d_s",
 )
-"""One preset per family (papers 000-004); the suite appends ``size=paper`` (``size=tiny`` in smoke)."""
+"""One preset per family (papers 000-004), the 3D CNNs last (on an H200 the batch-16 3D CNN-S step took
+75 s to compile); ``--size`` (paper) is appended (``size=tiny`` in smoke)."""
 
 
 def peak_tflops(device_kind: str, dtype: str) -> float | None:
@@ -112,33 +115,46 @@ def random_batch(batch: int, size: Sequence[int], num_classes: int, seed: int = 
   }
 
 
-def measure(fam: dict, batch: int, dtype: str, steps: int) -> dict:
-  """One (family, batch, dtype) point: compile time, step times, FLOPs. Raises on OOM."""
+def init_variables(fam: dict) -> Any:
+  """The family's variables (``model.init`` on one random image; the same for every batch and dtype)."""
   import jax
 
+  from semdepth_jax.train import step as step_lib
+
+  data = random_batch(1, fam["image_size"], fam["num_classes"])
+  model = fam["model"]
+  init_kw = {"labels": data["segmentation"]} if step_lib.accepts_labels(model) else {}
+  return jax.jit(lambda x, **k: model.init(jax.random.key(0), x, train=False, **k))(
+    data["image"], **init_kw
+  )
+
+
+def measure(fam: dict, batch: int, dtype: str, steps: int, variables: Any = None) -> dict:
+  """One (family, batch, dtype) point: compile time, step times, FLOPs. Raises on OOM.
+
+  ``variables``: from :func:`init_variables` (initialised here when None).
+  """
+  import jax
+  import jax.numpy as jnp
+
+  from benchmarks import xla_flops
   from semdepth_jax.train import step as step_lib
   from semdepth_jax.train.state import create_state, param_count, split_variables
 
   data = random_batch(batch, fam["image_size"], fam["num_classes"])
   model = fam["model"]
-  init_kw = {"labels": data["segmentation"][:1]} if step_lib.accepts_labels(model) else {}
-  variables = jax.jit(lambda x, **k: model.init(jax.random.key(0), x, train=False, **k))(
-    data["image"][:1], **init_kw
-  )
-  params, stats = split_variables(variables)
+  if variables is None:
+    variables = init_variables(fam)
+  # Copies: the step donates its state, and ``variables`` serves the family's next points.
+  params, stats = jax.tree.map(jnp.array, split_variables(variables))
   state = create_state(params, stats, fam["tx"].init(params), jax.random.key(1))
   compute = {"f32": "float32", "bf16": "bfloat16"}[dtype]
-  fn = jax.jit(
-    step_lib.make_train_step(model, fam["loss_fn"], fam["tx"], compute_dtype=compute),
-    donate_argnums=(0,),
-  )
+  raw = step_lib.make_train_step(model, fam["loss_fn"], fam["tx"], compute_dtype=compute)
+  flops = xla_flops.program_flops(raw, state, data)
+  fn = jax.jit(raw, donate_argnums=(0,))
   t0 = time.perf_counter()
   compiled = fn.lower(state, data).compile()
   compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else {}
-  flops = float(cost["flops"]) if cost and "flops" in cost else None
   state, metrics = compiled(state, data)  # warm-up
   jax.block_until_ready(metrics)
   times = []
@@ -173,23 +189,39 @@ def pipeline_rate(
   from semdepth_jax.data import transforms as tr
 
   bench_pipeline.ensure_built(dataset, data_dir)
-  it = pipeline.make_train_iterator(
-    dataset,
-    data_dir=data_dir,
-    batch_size=batch,
-    image_size=tuple(size),
-    seed=0,
-    augment=tr.EIGEN_AUGMENT,
-    process_index=0,
-    process_count=1,
-    num_threads=min(8, os.cpu_count() or 1),
-    worker_count=0,
-  )
-  rate, _ = bench_pipeline.time_iterator(it, batch, num_batches, warmup=1)
-  close = getattr(it, "close", None)
-  if close is not None:
-    close()
-  return {"examples_per_s": rate, "size": list(size), "batch": batch, "dataset": dataset}
+  cpus = os.cpu_count() or 1
+  # Threads in this process (GIL-bound), then worker processes (grain's mp_prefetch): the best is the rate.
+  setups = {"threads": (min(8, cpus), 0)}
+  if cpus >= 4:
+    setups["workers"] = (1, min(8, cpus // 2))
+  rates = {}
+  for label, (threads, workers) in setups.items():
+    it = pipeline.make_train_iterator(
+      dataset,
+      data_dir=data_dir,
+      batch_size=batch,
+      image_size=tuple(size),
+      seed=0,
+      augment=tr.EIGEN_AUGMENT,
+      process_index=0,
+      process_count=1,
+      num_threads=threads,
+      worker_count=workers,
+    )
+    rate, _ = bench_pipeline.time_iterator(it, batch, num_batches, warmup=1)
+    rates[f"{label} (num_threads={threads}, worker_count={workers})"] = rate
+    close = getattr(it, "close", None)
+    if close is not None:
+      close()
+  best = max(rates, key=rates.get)
+  return {
+    "examples_per_s": rates[best],
+    "setup": best,
+    "rates": rates,
+    "size": list(size),
+    "batch": batch,
+    "dataset": dataset,
+  }
 
 
 def environment() -> dict:
@@ -225,8 +257,8 @@ def markdown(results: dict) -> str:
     f"{env['torch']}; {env['date']}",
     "",
     "| family (preset) | model | size | dtype | batch | images/s | step s | compile s | "
-    "TFLOP/step | TFLOP/s | MFU |",
-    "|---|---|---|---|---|---|---|---|---|---|---|",
+    "TFLOP/step | TFLOP/s | MFU | loss finite |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for fam in results["families"]:
     for run in fam["runs"]:
@@ -237,14 +269,14 @@ def markdown(results: dict) -> str:
         lines.append(
           f"| {fam['preset']} | {fam.get('model', '–')} | {fam.get('size', '–')} | {run['dtype']} | "
           f"{p['batch']} | {p['images_per_s']:.3g} | {p['step_s']:.4g} | {p['compile_s']:.1f} | {fl} | "
-          f"{tf} | {mfu} |"
+          f"{tf} | {mfu} | {'yes' if p.get('loss_finite') else 'no'} |"
         )
       if run.get("stopped"):
         lines.append(
-          f"| {fam['preset']} | | | {run['dtype']} | stopped: {run['stopped']} |" + " |" * 6
+          f"| {fam['preset']} | | | {run['dtype']} | stopped: {run['stopped']} |" + " |" * 7
         )
     if fam.get("error"):
-      lines.append(f"| {fam['preset']} | error: {fam['error']} |" + " |" * 9)
+      lines.append(f"| {fam['preset']} | error: {fam['error']} |" + " |" * 10)
   if not results.get("complete"):
     lines += ["", "(incomplete: the run was stopped before the end)"]
   pipe = results.get("pipeline")
@@ -259,6 +291,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
   p.add_argument("--presets", default=",".join(DEFAULT_PRESETS), help="comma-separated presets")
   p.add_argument("--dtypes", default="bf16,f32")
   p.add_argument("--max_batch", type=int, default=64)
+  p.add_argument(
+    "--batch_factor", type=int, default=4, help="batch sizes 1, f, f^2, ... up to --max_batch"
+  )
+  p.add_argument(
+    "--batches",
+    default="",
+    help="explicit comma-separated batch sizes instead of the 1, f, f^2, ... sweep (e.g. 16)",
+  )
   p.add_argument("--steps", type=int, default=5)
   p.add_argument(
     "--budget_s", type=float, default=330.0, help="stop starting new points after this"
@@ -266,13 +306,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
   p.add_argument(
     "--smoke", action="store_true", help="size=tiny, batch 1, 1 step, tiny pipeline, no budget"
   )
+  p.add_argument(
+    "--size", default="paper", choices=("tiny", "small", "paper"), help="the presets' size argument"
+  )
   p.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=True)
+  p.add_argument(
+    "--pipeline_only",
+    action="store_true",
+    help="no sweep: measure the input pipeline against the step rates already in --out and add it there",
+  )
   p.add_argument("--data_dir", default="/tmp/semdepth_bench_tfds")
   p.add_argument("--out", default="", help="results JSON path (the markdown goes next to it)")
   args = p.parse_args(argv)
-  size = "tiny" if args.smoke else "paper"
+  size = "tiny" if args.smoke else args.size
   if args.smoke:  # every point is compiled: keep it to batch 1, no time budget (it must not skip)
-    args.max_batch, args.steps, args.budget_s = 1, 1, float("inf")
+    args.max_batch, args.steps, args.budget_s, args.batches = 1, 1, float("inf"), ""
   start = time.perf_counter()
   env = environment()
   results: dict[str, Any] = {
@@ -282,6 +330,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     "complete": False,  # True once every preset and the pipeline ran (a killed run stays False)
   }
   presets = [s for s in args.presets.split(",") if s]
+  if args.pipeline_only:
+    if not args.out or not pathlib.Path(args.out).is_file():
+      p.error(f"--pipeline_only: expected --out to name an earlier run's JSON, got {args.out!r}")
+    results = json.loads(pathlib.Path(args.out).read_text())
+    presets, args.pipeline = [], True
+  if args.batches:
+    batches = [int(b) for b in args.batches.split(",") if b]
+  else:
+    batches = [1]
+    while batches[-1] * max(2, args.batch_factor) <= args.max_batch:
+      batches.append(batches[-1] * max(2, args.batch_factor))
   for i, preset in enumerate(presets):
     fam_rec: dict[str, Any] = {"preset": preset, "runs": []}
     results["families"].append(fam_rec)
@@ -291,19 +350,27 @@ def main(argv: Sequence[str] | None = None) -> dict:
       fam_rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
       continue
     fam_rec.update(model=fam["model_name"], size="x".join(map(str, fam["image_size"])))
-    # Share what is left of the budget among the remaining families.
-    now = time.perf_counter()
-    fam_deadline = now + (start + args.budget_s - now) / (len(presets) - i)
-    for dtype in args.dtypes.split(","):
+    try:
+      variables = init_variables(fam)
+    except Exception as e:  # noqa: BLE001
+      fam_rec["error"] = f"init: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
+      continue
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    for j, dtype in enumerate(dtypes):
+      # Each (family, dtype) gets an equal share of what is left of the budget, and always its first
+      # point (batch 1): on a GPU one compile takes 5-40 s, so a shared deadline would leave the last
+      # families without a single number.
+      now = time.perf_counter()
+      runs_left = (len(presets) - i) * len(dtypes) - j
+      deadline = now + (start + args.budget_s - now) / runs_left
       run: dict[str, Any] = {"dtype": dtype, "points": []}
       fam_rec["runs"].append(run)
-      batch = 1
-      while batch <= args.max_batch:
-        if time.perf_counter() > fam_deadline:
+      for batch in batches:
+        if run["points"] and time.perf_counter() > deadline:
           run["stopped"] = f"time budget at batch {batch}"
           break
         try:
-          point = measure(fam, batch, dtype, args.steps)
+          point = measure(fam, batch, dtype, args.steps, variables)
         except Exception as e:  # noqa: BLE001
           run["stopped"] = (
             f"out of memory at batch {batch}"
@@ -316,7 +383,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         run["points"].append(point)
         print(json.dumps({"preset": preset, "dtype": dtype, **point}), file=sys.stderr, flush=True)
         _save(results, args.out)
-        batch *= 2
   if args.pipeline:
     hw = (32, 48) if args.smoke else (192, 320)  # paper 000's crops (ssegdepnet.py tiny / paper)
     best = max(
@@ -339,7 +405,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
       ok = pipe["examples_per_s"] >= need
       pipe["best_step_images_per_s"] = best
       pipe["verdict"] = (
-        f"input pipeline {pipe['examples_per_s']:.1f} examples/s at {hw[0]}x{hw[1]} vs the best train "
+        f"input pipeline {pipe['examples_per_s']:.1f} examples/s at {hw[0]}x{hw[1]} with "
+        f"{pipe['setup']} vs the best train "
         f"step rate at that size {best:.1f} images/s: "
         + (
           "keeps up (>= 2x)"
@@ -353,8 +420,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
       pipe = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
       pipe["verdict"] = f"input pipeline not measured: {pipe['error']}"
     results["pipeline"] = pipe
-  results["elapsed_s"] = time.perf_counter() - start
-  results["complete"] = True
+    if args.out:  # the verdict alone, for the suite's results file
+      pathlib.Path(args.out).with_name(pathlib.Path(args.out).stem + "_pipeline.md").write_text(
+        pipe["verdict"] + "\n"
+      )
+  if args.pipeline_only:  # the sweep's own completeness stands
+    results["pipeline"]["elapsed_s"] = time.perf_counter() - start
+  else:
+    results["elapsed_s"] = time.perf_counter() - start
+    results["complete"] = True
   print(_save(results, args.out))
   return results
 

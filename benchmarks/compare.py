@@ -18,8 +18,8 @@ segmentation_models_pytorch's own ``Unet('tu-efficientnet_b4')``), in one proces
 2. check that both give the same output on one input in inference mode: ``max |jax - torch| <= 1e-4 *
    max(1, max |torch|)`` and a non-zero output, in full float32 (TF32 off in both for the check). A
    model that fails is reported as ``mismatch`` and never timed;
-3. compile the JAX step (``jitted.lower(...).compile()``: compile time, and XLA's FLOP count from
-   ``cost_analysis()``), warm up both, then alternate one JAX step and one PyTorch step ``--repeats``
+3. compile the JAX step (``jitted.lower(...).compile()``: compile time; XLA's FLOP count from
+   ``benchmarks/xla_flops.py``, the same on every device), warm up both, then alternate one JAX step and one PyTorch step ``--repeats``
    times (load changes on a shared machine hit both alike) and report the median and min-max per step.
 
 ``--mode train``: the library's train step (``semdepth_jax.train.step.make_train_step``, SGD with
@@ -30,8 +30,9 @@ library's mixed precision (``compute_dtype='bfloat16'``: float32 parameters, bfl
 ``torch.autocast(dtype=torch.bfloat16)``; the equality check stays in float32.
 
 Reported per model: ``jax_s`` / ``torch_s`` (median seconds per step and [min, max]), ``ratio`` =
-PyTorch median / JAX median (> 1: JAX is faster), ``jax_compile_s``, ``flops`` (XLA cost analysis of the
-compiled step; None when the backend gives none), ``max_rss_mib`` (``resource.getrusage(RUSAGE_SELF)
+PyTorch median / JAX median (> 1: JAX is faster), ``jax_compile_s``, ``flops`` (XLA's HLO cost analysis of the
+step as lowered for the host CPU, ``benchmarks/xla_flops.py``: the compiled module's count misses cuDNN
+convolutions on GPUs), ``max_rss_mib`` (``resource.getrusage(RUSAGE_SELF)
 .ru_maxrss`` after the model ran: the *process's* peak resident memory so far, both frameworks together,
 monotone over the run, so only the first model's value is its own), on GPUs also the device peaks
 (``jax_peak_mib`` from ``memory_stats()['peak_bytes_in_use']``, cumulative like RSS;
@@ -568,6 +569,7 @@ def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int, var
   import jax.numpy as jnp
   import optax
 
+  from benchmarks import xla_flops
   from semdepth_jax.models import layers
   from semdepth_jax.train import step as step_lib
   from semdepth_jax.train.state import create_state, split_variables
@@ -589,10 +591,8 @@ def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int, var
     tx = optax.sgd(1e-3, momentum=0.9)
     params, stats = split_variables(pair.variables)
     state = create_state(params, stats, tx.init(params), jax.random.key(seed))
-    fn = jax.jit(
-      step_lib.make_train_step(pair.model, loss_fn, tx, compute_dtype=compute),
-      compiler_options=options,
-    )
+    raw = step_lib.make_train_step(pair.model, loss_fn, tx, compute_dtype=compute)
+    fn = jax.jit(raw, compiler_options=options)
     args = [state, batch]
   else:
     dt = step_lib.COMPUTE_DTYPES[compute]
@@ -601,16 +601,15 @@ def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int, var
       out, _ = step_lib.apply_model(pair.model, variables, batch, train=False, compute_dtype=dt)
       return out[key]
 
-    fn = jax.jit(infer)  # config.cpu_conv applies to the train step only
+    raw = infer
+    fn = jax.jit(raw)  # config.cpu_conv applies to the train step only
     args = [pair.variables, batch]
   t0 = time.perf_counter()
   with traced:
     compiled = fn.lower(*args).compile()
   compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else {}
-  flops = float(cost["flops"]) if cost and "flops" in cost else None
+  with traced:
+    flops = xla_flops.program_flops(raw, *args)
 
   def run():
     out = compiled(*args)

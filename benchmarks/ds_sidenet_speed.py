@@ -10,8 +10,8 @@ DeepLab-style network that classifies depth over SID bins; DeepLab-v2-SID (paper
 ``deeplab_sid``) is this library's network of that kind. For each model (``low`` / ``high``: DS-SIDENet's
 variants; ``deeplab_sid``), batch size and compute dtype it jit-compiles the test-time path (the model's
 ``apply`` in inference mode followed by its ``decode``: bins to metres, the soft expectation of DS-SIDENet's
-classification branch), and reports the parameter count, XLA's cost-analysis FLOPs of the compiled function
-per image, the compile time, and the median wall time per image over ``reps`` calls after one warm-up, all
+classification branch), and reports the parameter count, XLA's FLOPs per image (HLO cost analysis of the
+function lowered for the host CPU, ``benchmarks/xla_flops.py``: the same count on every device), the compile time, and the median wall time per image over ``reps`` calls after one warm-up, all
 models in the same run. Random weights, N(0, 1/fan_in) (speed does not depend on them). Each row is written to ``--out``
 as soon as it is measured, so a run stopped by a time limit keeps what it measured.
 
@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from benchmarks import xla_flops  # noqa: E402
 from semdepth_jax.models import get_model  # noqa: E402
 from tests.test_export import TINY, random_variables  # noqa: E402  (tiny widths; weights without init)
 
@@ -69,9 +70,7 @@ def bench(name: str, batch: int, dtype: str, hw: tuple[int, int], reps: int, smo
   t0 = time.perf_counter()
   compiled = jax.jit(infer).lower(variables, x).compile()
   compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, list | tuple) else cost
-  flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+  flops = xla_flops.program_flops(infer, variables, x) or float("nan")
   out = jax.block_until_ready(compiled(variables, x))
   if out.shape[0] != batch or not np.all(np.isfinite(np.asarray(out, np.float32))):
     raise RuntimeError(f"{name}: depth of shape {out.shape} or not finite")

@@ -117,6 +117,7 @@ def test_accelerator_suite_smoke_runs_on_cpu(tmp_path):
   assert "| ssegdepnet.py:model=scrx_ohess | scrx | 32x48 | bf16 | 1 |" in text
   assert "input pipeline" in text and "examples/s" in text
   assert "## Training throughput and MFU (exit 0)" in text
+  assert "## Input pipeline (exit 0)" in text
   assert "## JAX vs PyTorch (bf16; exit 0)" in text and "| scrx | ok |" in text
   assert "## DS-SIDENet vs DeepLab-v2-SID inference (exit 0)" in text
   assert "| low | 1 | float32 |" in text
@@ -155,3 +156,39 @@ def test_ds_sidenet_speed_smoke_rows(tmp_path):
     n = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes["params"]))
     assert {int(r[3].replace(",", "")) for r in body if r[0] == name} == {n}
   assert all(float(r[6]) > 0 for r in body)  # ms / image
+
+
+def test_throughput_gives_every_family_and_dtype_its_first_point(tmp_path):
+  """With no time budget left each (family, dtype) still gets batch 1, and stops before batch 2."""
+  from benchmarks import accelerator_throughput as at
+
+  out = tmp_path / "t.json"
+  results = at.main(
+    [
+      "--presets",
+      "ssegdepnet.py:model=scrx_ohess",
+      "--size",
+      "tiny",
+      "--dtypes",
+      "f32,bf16",
+      "--batches",
+      "1,2",
+      "--budget_s",
+      "0",
+      "--steps",
+      "1",
+      "--no-pipeline",
+      "--out",
+      str(out),
+    ]
+  )
+  runs = results["families"][0]["runs"]
+  assert [r["dtype"] for r in runs] == ["f32", "bf16"]
+  for run in runs:
+    assert [p["batch"] for p in run["points"]] == [1]
+    assert run["stopped"] == "time budget at batch 2"
+    assert run["points"][0]["flops"] > 0 and run["points"][0]["loss_finite"]
+  assert (
+    "| ssegdepnet.py:model=scrx_ohess | scrx | 32x48 | bf16 | 1 |"
+    in out.with_suffix(".md").read_text()
+  )

@@ -445,14 +445,15 @@ def to_iterator(
     num_threads: threads producing batches ahead of time (0 = synchronously in the calling thread). One
       thread overlaps input processing with the (much longer) device step; more threads mostly
       contend for the GIL (benchmarks/bench_pipeline.py).
-    prefetch: batches buffered ahead (per process).
+    prefetch: batches buffered ahead (per process); raised to ``num_threads`` when smaller (grain uses
+      at most that many threads in parallel).
     worker_count: if > 0, batches are produced by this many worker processes (``mp_prefetch``); the
       output is identical, only faster when the transforms are CPU-bound.
 
   Returns:
     A ``grain.DatasetIterator`` with ``get_state()`` / ``set_state()``.
   """
-  read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+  read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(prefetch, num_threads))
   it_ds = ds.to_iter_dataset(read)
   if worker_count > 0:
     from absl import flags
