@@ -121,7 +121,9 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 _UNKNOWN = object()
 
 
-def check_finite(step: int, metrics: Mapping[str, Any], last_checkpoint: Any = _UNKNOWN) -> None:
+def check_finite(
+  step: int, metrics: Mapping[str, Any], last_checkpoint: Any = _UNKNOWN, hint: str = ""
+) -> None:
   """Raises if the loss or the gradient norm of ``step`` is NaN or infinite.
 
   Args:
@@ -129,6 +131,7 @@ def check_finite(step: int, metrics: Mapping[str, Any], last_checkpoint: Any = _
     metrics: host metrics from the train step (``loss``, ``grad_norm``, optional ``finite``).
     last_checkpoint: step of the newest checkpoint of the run, or None when none has been written (the
       message then says that there is nothing to resume from); omitted = not known.
+    hint: a further sentence for the message (the run's likely cause, e.g. random initial weights).
 
   Raises:
     FloatingPointError: naming the step and the offending values. The train step does not apply a
@@ -154,7 +157,7 @@ def check_finite(step: int, metrics: Mapping[str, Any], last_checkpoint: Any = _
     raise FloatingPointError(
       f"non-finite training value at step {step}: loss={loss}, grad_norm={gnorm}. The update was not "
       f"applied. {where} Check the batch (NaN/inf inputs), lower the learning rate or enable "
-      "optimizer.grad_clip_norm."
+      "optimizer.grad_clip_norm." + (f" {hint}" if hint else "")
     )
 
 

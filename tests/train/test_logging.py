@@ -80,3 +80,19 @@ def test_write_images_goes_to_tensorboard_only_when_enabled(tmp_path):
   assert calls == [("eval/examples/0", (2, 3, 3), np.uint8, 7, "HWC")]
   w.close()
   assert MetricWriter(tmp_path, enabled=False).writes_images is False
+
+
+def test_check_finite_appends_the_hint():
+  with pytest.raises(FloatingPointError, match=r"at step 3.*grad_clip_norm\. Random weights\.$"):
+    log_lib.check_finite(3, {"loss": float("nan"), "grad_norm": 1.0}, None, "Random weights.")
+
+
+def test_random_init_hint_only_without_pretrained_weights():
+  import ml_collections
+
+  from semdepth_jax.train import loop
+
+  cfg = ml_collections.ConfigDict({"model_init": {"path": None, "prefix": "backbone"}})
+  assert "model_init.path is unset" in loop._random_init_hint(cfg)
+  cfg.model_init.path = "weights/resnet101_deeplab"
+  assert loop._random_init_hint(cfg) == ""
