@@ -3,16 +3,20 @@
 For each preset in ``--presets`` (``config_file:preset args``; default: one per family of papers 000-004)
 and each ``--dtypes`` entry, the library's jitted train step (``make_train_step`` with the config's first
 stage: its loss, optimiser and model overrides; ``compute_dtype`` float32 or bfloat16) runs on random data
-at the config's ``image_size`` for batch 1, f, f^2, ... (``--batch_factor`` f, 4) until the step does
-not fit (an XLA resource-exhausted error), ``--max_batch`` or the time budget: each (family, dtype) gets an
-equal share of what is left of ``--budget_s`` and always its batch-1 point. Per (family, dtype, batch): compile seconds, median
-step seconds over ``--steps`` steps, images/s, XLA's FLOP count of the step (HLO cost analysis of
-the step as lowered for the host CPU, ``benchmarks/xla_flops.py``: on GPUs the compiled module's own
-count leaves out the cuDNN convolutions) and MFU = FLOPs / step time / device peak (:data:`PEAK_TFLOPS`).
+at the config's ``image_size`` for batch 1, f, f^2, ... (``--batch_factor`` f, 4; or the ``--batches``
+list) until the step does not fit (an XLA resource-exhausted error), ``--max_batch`` or the time budget:
+each (family, dtype) gets an equal share of what is left of ``--budget_s`` and always its first point.
+Per (family, dtype, batch): compile seconds, median step seconds over ``--steps`` steps, images/s, XLA's
+FLOP count of the step (HLO cost analysis of the step as lowered for the host CPU,
+``benchmarks/xla_flops.py``: on GPUs the compiled module's own count leaves out the cuDNN convolutions),
+MFU = FLOPs / step time / device peak (:data:`PEAK_TFLOPS`) and whether the loss stayed finite.
 Then the input pipeline (``semdepth_jax.data.pipeline.make_train_iterator`` on ``synthetic_city``
-(``synthetic_city/tiny`` with ``--smoke``; built into ``--data_dir`` first)
-with ``transforms.EIGEN_AUGMENT``, as ``benchmarks/bench_pipeline.py``) in examples/s, next to the best
-step rate at that size: the pipeline must deliver >= 2x the step rate or the table says what it falls short by.
+(``synthetic_city/tiny`` with ``--smoke``; built into ``--data_dir`` first) with
+``transforms.EIGEN_AUGMENT``, as ``benchmarks/bench_pipeline.py``; threads in this process and, with >= 4
+CPUs, grain worker processes, the faster counts) in examples/s, next to the best step rate at that size:
+the pipeline must deliver >= 2x the step rate or the table says what it falls short by.
+``--pipeline_only`` adds that measurement to an earlier run's ``--out`` (the suite runs the sweep with
+``--no-pipeline`` while the dataset builds in the background).
 
   python benchmarks/accelerator_throughput.py --out results.json --budget_s 330     # the GPU run
   python benchmarks/accelerator_throughput.py --smoke --out /tmp/t.json             # CPU, seconds
