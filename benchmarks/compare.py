@@ -38,7 +38,7 @@ monotone over the run, so only the first model's value is its own), on GPUs also
 (``jax_peak_mib`` from ``memory_stats()['peak_bytes_in_use']``, cumulative like RSS;
 ``torch_peak_mib`` from ``torch.cuda.max_memory_allocated``, reset per model), and
 ``torch_compile_s`` with ``--torch-compile`` (the error when ``torch.compile`` fails), and with
-``--variants eigen,dwconv,pointwise`` the JAX step of those configurations (:data:`VARIANTS`) timed in the same
+``--variants eigen,dwconv,pointwise,volume`` the JAX step of those configurations (:data:`VARIANTS`) timed in the same
 alternation, each with its own ratio: the before/after columns of a speed change. Families without a
 PyTorch reference are listed with status ``no reference`` and the reason.
 
@@ -554,6 +554,8 @@ VARIANTS = {
   "the library's behaviour before the CPU default became 'taps')",
   "pointwise": "config.pointwise_conv='dot' (1x1 convolutions as matrix products, "
   "layers.pointwise_conv_impl('dot'); in infer mode too)",
+  "volume": "config.volume_conv='planes' (3-D convolutions as sums of 2-D ones over the depth taps, "
+  "layers.volume_conv_impl('planes'); in infer mode too)",
 }
 """``--variants``: further JAX configurations timed side by side with the default (one column each)."""
 
@@ -581,6 +583,8 @@ def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int, var
     traced = layers.depthwise_conv_impl("conv")
   elif variant == "pointwise":
     traced = layers.pointwise_conv_impl("dot")
+  elif variant == "volume":
+    traced = layers.volume_conv_impl("planes")
   batch = {"image": jnp.asarray(image), "segmentation": jnp.asarray(labels, jnp.int32)}
   key = pair.output_key
   if mode == "train":
@@ -604,11 +608,10 @@ def _jax_runner(pair: Pair, image, labels, mode: str, dtype: str, seed: int, var
     raw = infer
     fn = jax.jit(raw)  # config.cpu_conv applies to the train step only
     args = [pair.variables, batch]
-  t0 = time.perf_counter()
-  with traced:
+  with traced:  # one block: a variant's context manager can be entered once
+    t0 = time.perf_counter()
     compiled = fn.lower(*args).compile()
-  compile_s = time.perf_counter() - t0
-  with traced:
+    compile_s = time.perf_counter() - t0
     flops = xla_flops.program_flops(raw, *args)
 
   def run():

@@ -192,3 +192,18 @@ def test_throughput_gives_every_family_and_dtype_its_first_point(tmp_path):
     "| ssegdepnet.py:model=scrx_ohess | scrx | 32x48 | bf16 | 1 |"
     in out.with_suffix(".md").read_text()
   )
+
+
+def test_compare_variants_are_timed_next_to_the_default(tmp_path):
+  """``--variants``: every JAX configuration gets its time and ratio (each traced in its own context)."""
+  require("torch")
+  from benchmarks import compare
+
+  variants = ("eigen", "dwconv", "pointwise", "volume")
+  results = compare.main(
+    ["--models", "cnn3d_up", "--mode", "train", "--smoke", "--variants", ",".join(variants)]
+  )
+  (rec,) = results["models"]
+  assert rec["status"] == "ok", rec
+  for v in variants:
+    assert rec[f"jax_{v}_s"]["median"] > 0 and rec[f"ratio_{v}"] > 0, v

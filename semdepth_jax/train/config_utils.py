@@ -330,6 +330,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.cpu_conv must be ynn or eigen, got {config.cpu_conv!r}")
   if config.get("pointwise_conv", "conv") not in ("conv", "dot"):
     raise ConfigError(f"config.pointwise_conv must be conv or dot, got {config.pointwise_conv!r}")
+  if config.get("volume_conv", "conv") not in ("conv", "planes"):
+    raise ConfigError(f"config.volume_conv must be conv or planes, got {config.volume_conv!r}")
   check_values(config)
 
 

@@ -1118,6 +1118,7 @@ def _run_stage(
     shardings,
     cpu_conv=config.get("cpu_conv", "ynn"),
     pointwise_conv=config.get("pointwise_conv", "conv"),
+    volume_conv=config.get("volume_conv", "conv"),
   )
   iterator = comps.train_iterator(batch_size, int(config.seed) + 1000 * plan.index)
   if data_state is not None:

@@ -22,7 +22,8 @@ describe no particular model):
   optimiser); ``remat`` none/dots/full (``semdepth_jax.train.step.REMAT_POLICIES``); ``cpu_conv``
   ynn/eigen (CPU convolution kernels of the train step, ``step.CPU_CONV_IMPLS``); ``pointwise_conv``
   conv/dot (1x1 convolutions of the train step as convolutions or matrix products,
-  ``semdepth_jax.models.layers.pointwise_conv_impl``); ``distributed`` (call
+  ``semdepth_jax.models.layers.pointwise_conv_impl``); ``volume_conv`` conv/planes (3-D convolutions of
+  the train step as 3-D convolutions or sums of 2-D ones, ``layers.volume_conv_impl``); ``distributed`` (call
   ``jax.distributed.initialize()`` even without ``JAX_COORDINATOR_ADDRESS``).
 * ``train_mixture``: ``((dataset, weight), ...)`` to train on a weighted mixture (``()`` = ``dataset``).
 * ``evals``: named further evaluations (:func:`eval_entry`: ``split``, ``dataset``, ``protocol``,
@@ -180,6 +181,8 @@ def base_config() -> ml_collections.ConfigDict:
   )
   # conv / dot: 1x1 convolutions of the train step (semdepth_jax.models.layers.pointwise_conv_impl).
   c.pointwise_conv = "conv"
+  # conv / planes: 3-D convolutions of the train step (semdepth_jax.models.layers.volume_conv_impl).
+  c.volume_conv = "conv"
   c.distributed = False
 
   c.checkpoint = ml_collections.ConfigDict({"every_steps": 500, "keep": 3, "async_save": True})

@@ -20,7 +20,9 @@ CPU convolution kernels of the train step (``config.cpu_conv``, :data:`CPU_CONV_
 fusions (default) or XLA's Eigen kernels, a per-model speed choice on CPU; same results to float rounding.
 1x1 convolutions of the train step (``config.pointwise_conv``): one convolution (default) or one matrix
 product (``'dot'``, ``semdepth_jax.models.layers.pointwise_conv_impl``; faster on CPU, same results to float
-rounding).
+rounding). 3-D convolutions (``config.volume_conv``): one 3-D convolution (default) or a sum of 2-D ones
+over the kernel's depth taps (``'planes'``, ``layers.volume_conv_impl``; faster on CPU, same results to
+float rounding).
 """
 
 from __future__ import annotations
@@ -268,6 +270,7 @@ def jit_train_step(
   donate: bool = True,
   cpu_conv: str = "ynn",
   pointwise_conv: str = "conv",
+  volume_conv: str = "conv",
 ) -> Callable[[TrainState, Mapping[str, Any]], tuple[TrainState, dict[str, jax.Array]]]:
   """``jax.jit`` of a train step: state in/out with ``state_shardings``, batch split over ``'data'``.
 
@@ -279,9 +282,11 @@ def jit_train_step(
     cpu_conv: convolution kernels on the CPU backend, a key of :data:`CPU_CONV_IMPLS`.
     pointwise_conv: how 1x1 convolutions are traced, one of
       ``semdepth_jax.models.layers.POINTWISE_IMPLS`` (``'conv'``: unchanged; ``'dot'``: matrix products).
+    volume_conv: how 3-D convolutions are traced, one of ``semdepth_jax.models.layers.VOLUME_IMPLS``
+      (``'conv'``: unchanged; ``'planes'``: sums of 2-D convolutions over the depth taps).
 
   Raises:
-    ValueError: unknown ``cpu_conv`` or ``pointwise_conv``.
+    ValueError: unknown ``cpu_conv``, ``pointwise_conv`` or ``volume_conv``.
   """
   from semdepth_jax.models import layers
 
@@ -290,12 +295,17 @@ def jit_train_step(
       f"config.pointwise_conv must be one of {layers.POINTWISE_IMPLS}, got {pointwise_conv!r}"
     )
 
+  if volume_conv not in layers.VOLUME_IMPLS:
+    raise ValueError(
+      f"config.volume_conv must be one of {layers.VOLUME_IMPLS}, got {volume_conv!r}"
+    )
+
   def traced(state, batch):
-    with layers.pointwise_conv_impl(pointwise_conv):
+    with layers.pointwise_conv_impl(pointwise_conv), layers.volume_conv_impl(volume_conv):
       return step_fn(state, batch)
 
   return jax.jit(
-    traced if pointwise_conv != "conv" else step_fn,
+    traced if (pointwise_conv, volume_conv) != ("conv", "conv") else step_fn,
     in_shardings=(state_shardings, batch_sharding(mesh)),
     out_shardings=(state_shardings, replicated(mesh)),
     donate_argnums=(0,) if donate else (),

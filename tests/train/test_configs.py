@@ -162,6 +162,11 @@ def test_overrides_are_typed():
       ("--config.pointwise_conv=gemm",),
       r"config.pointwise_conv must be conv or dot, got .gemm.",
     ),
+    (
+      "",
+      ("--config.volume_conv=im2col",),
+      r"config.volume_conv must be conv or planes, got .im2col.",
+    ),
     ("", ("--config.stage_order=('seg',)",), "stage_order"),
   ],
 )
