@@ -133,10 +133,10 @@ def init_variables(fam: dict) -> Any:
   )
 
 
-def measure(fam: dict, batch: int, dtype: str, steps: int, variables: Any = None) -> dict:
+def measure(fam: dict, batch: int, dtype: str, steps: int, variables: Any) -> dict:
   """One (family, batch, dtype) point: compile time, step times, FLOPs. Raises on OOM.
 
-  ``variables``: from :func:`init_variables` (initialised here when None).
+  ``variables``: from :func:`init_variables`.
   """
   import jax
   import jax.numpy as jnp
@@ -147,8 +147,6 @@ def measure(fam: dict, batch: int, dtype: str, steps: int, variables: Any = None
 
   data = random_batch(batch, fam["image_size"], fam["num_classes"])
   model = fam["model"]
-  if variables is None:
-    variables = init_variables(fam)
   # Copies: the step donates its state, and ``variables`` serves the family's next points.
   params, stats = jax.tree.map(jnp.array, split_variables(variables))
   state = create_state(params, stats, fam["tx"].init(params), jax.random.key(1))
@@ -189,9 +187,6 @@ def pipeline_rate(
   sys.path.insert(0, os.path.join(_ROOT, "benchmarks"))
   import bench_pipeline
 
-  from semdepth_jax.data import pipeline
-  from semdepth_jax.data import transforms as tr
-
   bench_pipeline.ensure_built(dataset, data_dir)
   cpus = os.cpu_count() or 1
   # Threads in this process (GIL-bound), then worker processes (grain's mp_prefetch): the best is the rate.
@@ -200,23 +195,10 @@ def pipeline_rate(
     setups["workers"] = (1, min(8, cpus // 2))
   rates = {}
   for label, (threads, workers) in setups.items():
-    it = pipeline.make_train_iterator(
-      dataset,
-      data_dir=data_dir,
-      batch_size=batch,
-      image_size=tuple(size),
-      seed=0,
-      augment=tr.EIGEN_AUGMENT,
-      process_index=0,
-      process_count=1,
-      num_threads=threads,
-      worker_count=workers,
+    rate, _ = bench_pipeline.setting_rate(
+      dataset, data_dir, batch, tuple(size), threads, workers, num_batches, warmup=1
     )
-    rate, _ = bench_pipeline.time_iterator(it, batch, num_batches, warmup=1)
     rates[f"{label} (num_threads={threads}, worker_count={workers})"] = rate
-    close = getattr(it, "close", None)
-    if close is not None:
-      close()
   best = max(rates, key=rates.get)
   return {
     "examples_per_s": rates[best],
@@ -342,9 +324,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
   if args.batches:
     batches = [int(b) for b in args.batches.split(",") if b]
   else:
-    batches = [1]
-    while batches[-1] * max(2, args.batch_factor) <= args.max_batch:
-      batches.append(batches[-1] * max(2, args.batch_factor))
+    factor, batches = max(2, args.batch_factor), [1]
+    while batches[-1] * factor <= args.max_batch:
+      batches.append(batches[-1] * factor)
+  dtypes = [d for d in args.dtypes.split(",") if d]
   for i, preset in enumerate(presets):
     fam_rec: dict[str, Any] = {"preset": preset, "runs": []}
     results["families"].append(fam_rec)
@@ -359,10 +342,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     except Exception as e:  # noqa: BLE001
       fam_rec["error"] = f"init: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
       continue
-    dtypes = [d for d in args.dtypes.split(",") if d]
     for j, dtype in enumerate(dtypes):
       # Each (family, dtype) gets an equal share of what is left of the budget, and always its first
-      # point (batch 1): on a GPU one compile takes 5-40 s, so a shared deadline would leave the last
+      # point: on an H200 one compile took 4-75 s, so a shared deadline would leave the last
       # families without a single number.
       now = time.perf_counter()
       runs_left = (len(presets) - i) * len(dtypes) - j

@@ -49,6 +49,37 @@ def time_iterator(it, batch_size: int, num_batches: int, warmup: int) -> tuple[f
   return n / (time.perf_counter() - t), n / (time.process_time() - c)
 
 
+def setting_rate(
+  dataset: str,
+  data_dir: str,
+  batch_size: int,
+  size: tuple[int, int],
+  threads: int,
+  workers: int,
+  num_batches: int,
+  warmup: int,
+) -> tuple[float, float]:
+  """(examples/s, per CPU-second) of ``make_train_iterator`` with EIGEN_AUGMENT at one setting."""
+  it = pipeline.make_train_iterator(
+    dataset,
+    data_dir=data_dir,
+    batch_size=batch_size,
+    image_size=tuple(size),
+    seed=0,
+    augment=tr.EIGEN_AUGMENT,
+    process_index=0,
+    process_count=1,
+    num_threads=threads,
+    worker_count=workers,
+  )
+  try:
+    return time_iterator(it, batch_size, num_batches, warmup)
+  finally:
+    close = getattr(it, "close", None)
+    if close is not None:
+      close()
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--dataset", default="synthetic_city")
@@ -90,19 +121,16 @@ def main(argv=None) -> int:
 
   for setting in args.settings.split(","):
     threads, workers = (int(v) for v in setting.split(":"))
-    it = pipeline.make_train_iterator(
+    rate, cpu_rate = setting_rate(
       args.dataset,
-      data_dir=args.data_dir,
-      batch_size=args.batch_size,
-      image_size=size,
-      seed=0,
-      augment=tr.EIGEN_AUGMENT,
-      process_index=0,
-      process_count=1,
-      num_threads=threads,
-      worker_count=workers,
+      args.data_dir,
+      args.batch_size,
+      size,
+      threads,
+      workers,
+      args.num_batches,
+      args.warmup,
     )
-    rate, cpu_rate = time_iterator(it, args.batch_size, args.num_batches, args.warmup)
     # With worker processes the work happens in the children: their CPU time is not measured here.
     cpu = f", {cpu_rate:.1f} per CPU-second" if workers == 0 else ""
     print(
@@ -110,9 +138,6 @@ def main(argv=None) -> int:
       f"({args.height}x{args.width} crops, batch {args.batch_size}, EIGEN_AUGMENT)",
       flush=True,
     )
-    close = getattr(it, "close", None)
-    if close is not None:
-      close()
   return 0
 
 

@@ -118,6 +118,29 @@ def test_models_agree_between_implementations(name):
   np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(a).max()))
 
 
+def one_device(state):
+  """A 1x1 mesh and replicated shardings for ``state``."""
+  mesh = mesh_lib.make_mesh((1, 1))
+  return mesh, jax.tree.map(lambda _: mesh_lib.replicated(mesh), state)
+
+
+def one_step_per_impl(model, loss, batch, variables, switch, impls):
+  """One SGD step (lr 1.0) from the same state through ``jit_train_step(**{switch: impl})`` per impl.
+
+  Returns the initial state and ``{impl: (state, metrics)}`` on the host.
+  """
+  tx = optax.sgd(1.0)
+  params, stats = split_variables(variables)
+  state = create_state(params, stats, tx.init(params), jax.random.key(1))
+  mesh, shardings = one_device(state)
+  step = step_lib.make_train_step(model, loss, tx)
+  results = {}
+  for impl in impls:
+    fn = step_lib.jit_train_step(step, mesh, shardings, donate=False, **{switch: impl})
+    results[impl] = jax.device_get(fn(state, batch))
+  return state, results
+
+
 def test_train_step_switch_gives_the_same_step():
   """``jit_train_step(pointwise_conv='dot')``: one SGD step equal to the default to float rounding."""
   model = get_model("unet", num_classes=3, base_width=4, depth=1, dropout_rate=0.0)
@@ -131,18 +154,10 @@ def test_train_step_switch_gives_the_same_step():
     logits = outputs["seg_logits"]
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, b["segmentation"])), {}
 
-  tx = optax.sgd(1.0)
   variables = jax.jit(lambda a: model.init(jax.random.key(0), a, train=False))(batch["image"])
-  params, stats = split_variables(variables)
-  state = create_state(params, stats, tx.init(params), jax.random.key(1))
-  mesh = mesh_lib.make_mesh((1, 1))
-  shardings = jax.tree.map(lambda _: mesh_lib.replicated(mesh), state)
-  results = {}
-  for impl in layers.POINTWISE_IMPLS:
-    fn = step_lib.jit_train_step(
-      step_lib.make_train_step(model, loss, tx), mesh, shardings, donate=False, pointwise_conv=impl
-    )
-    results[impl] = jax.device_get(fn(state, batch))
+  state, results = one_step_per_impl(
+    model, loss, batch, variables, "pointwise_conv", layers.POINTWISE_IMPLS
+  )
   (ref, ref_m), (new, new_m) = results["conv"], results["dot"]
   np.testing.assert_allclose(new_m["loss"], ref_m["loss"], rtol=1e-6)
   moved = max(
@@ -153,4 +168,4 @@ def test_train_step_switch_gives_the_same_step():
   for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(ref.params), strict=True):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match=r"config.pointwise_conv must be one of .*got 'gemm'"):
-    step_lib.jit_train_step(lambda s, b: (s, {}), mesh, shardings, pointwise_conv="gemm")
+    step_lib.jit_train_step(lambda s, b: (s, {}), *one_device(state), pointwise_conv="gemm")

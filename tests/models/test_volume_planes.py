@@ -9,13 +9,11 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from semdepth_jax.models import get_model, layers
-from semdepth_jax.train import mesh as mesh_lib
 from semdepth_jax.train import step as step_lib
-from semdepth_jax.train.state import create_state, split_variables
+from tests.models.test_pointwise_dot import one_device, one_step_per_impl
 from tests.test_export import TINY
 
 CASES = {
@@ -142,20 +140,12 @@ def test_train_step_switch_gives_the_same_step():
   def loss(outputs, b):
     return jnp.mean(jnp.square(outputs["depth"] - 0.5)), {}
 
-  tx = optax.sgd(1.0)
   variables = jax.jit(lambda a, b: model.init(jax.random.key(0), a, b, train=False))(
     batch["image"][:1], batch["segmentation"][:1]
   )
-  params, stats = split_variables(variables)
-  state = create_state(params, stats, tx.init(params), jax.random.key(1))
-  mesh = mesh_lib.make_mesh((1, 1))
-  shardings = jax.tree.map(lambda _: mesh_lib.replicated(mesh), state)
-  results = {}
-  for impl in layers.VOLUME_IMPLS:
-    fn = step_lib.jit_train_step(
-      step_lib.make_train_step(model, loss, tx), mesh, shardings, donate=False, volume_conv=impl
-    )
-    results[impl] = jax.device_get(fn(state, batch))
+  state, results = one_step_per_impl(
+    model, loss, batch, variables, "volume_conv", layers.VOLUME_IMPLS
+  )
   (ref, ref_m), (new, new_m) = results["conv"], results["planes"]
   np.testing.assert_allclose(new_m["loss"], ref_m["loss"], rtol=1e-5)
   moved = max(
@@ -176,4 +166,4 @@ def test_train_step_switch_gives_the_same_step():
   for upd_new, upd_ref in updates:
     np.testing.assert_allclose(upd_new, upd_ref, rtol=0, atol=tol)
   with pytest.raises(ValueError, match=r"config.volume_conv must be one of .*got 'im2col'"):
-    step_lib.jit_train_step(lambda s, b: (s, {}), mesh, shardings, volume_conv="im2col")
+    step_lib.jit_train_step(lambda s, b: (s, {}), *one_device(state), volume_conv="im2col")
