@@ -367,6 +367,9 @@ class EvalSettings:
       at the ground-truth resolution, as the field reports them).
     batch_size: global batch (None = ``config.eval.batch_size``), rounded up to the mesh's data axis.
     max_batches: stop after this many batches (0 = the whole split).
+    pointwise_conv: 1x1 convolution switch (None: the config's, ``predict.conv_switches``).
+    volume_conv: 3-D convolution switch (None: the config's). Neither changes the output folder: the
+      results agree to float rounding.
   """
 
   split: str
@@ -379,6 +382,8 @@ class EvalSettings:
   max_batches: int = 0
   tile_size: tuple[int, int] | None = None
   tile_combine: str = "mean"
+  pointwise_conv: str | None = None
+  volume_conv: str | None = None
 
   def folder(self, protocol_name: str) -> str:
     """Relative output folder, unique per setting: ``<split>/<protocol>/<mode>[+flip][@HxW][_first<N>]``."""
@@ -475,6 +480,9 @@ class Evaluation:
       train_resize=config.augment.get("resize", "cover"),
       tile_size=None if settings.tile_size is None else tuple(settings.tile_size),
       tile_combine=settings.tile_combine,
+      **predict.conv_switches(
+        config, pointwise_conv=settings.pointwise_conv, volume_conv=settings.volume_conv
+      ),
     )
     self.num_classes = loop.resolved_num_classes(config)
     class_names = (
@@ -556,6 +564,8 @@ class Evaluation:
         "max_batches": int(self.settings.max_batches),
         "tile_size": None if self.inference.tile_size is None else list(self.inference.tile_size),
         "tile_combine": self.inference.tile_combine,
+        "pointwise_conv": self.inference.pointwise_conv,
+        "volume_conv": self.inference.volume_conv,
       },
       "warnings": warnings,
       **results,
@@ -641,6 +651,8 @@ def evaluate_workdir(
   tile_combine: str = "mean",
   out_dir: str | os.PathLike | None = None,
   write: bool = True,
+  pointwise_conv: str | None = None,
+  volume_conv: str | None = None,
 ) -> dict[str, Any]:
   """Evaluates a training workdir's checkpoint on a dataset split (:class:`Evaluation`).
 
@@ -663,6 +675,8 @@ def evaluate_workdir(
     out_dir: where to write ``metrics.json`` / ``metrics.md`` (default
       ``workdir/eval/<EvalSettings.folder>``, one folder per split, protocol, mode, TTA and size).
     write: write the files (False: only return the report).
+    pointwise_conv: 1x1 convolution switch (None: the config's; ``predict.conv_switches``).
+    volume_conv: 3-D convolution switch (None: the config's).
 
   Returns:
     The report dict written to ``metrics.json`` (plus ``files``: paths written).
@@ -698,6 +712,8 @@ def evaluate_workdir(
     max_batches=int(max_batches),
     tile_size=None if tile_size is None else tuple(tile_size),
     tile_combine=tile_combine,
+    pointwise_conv=pointwise_conv,
+    volume_conv=volume_conv,
   )
   evaluation = Evaluation(trained.model, cfg, settings, mesh=mesh, data_dir=data_dir)
   results = evaluation.run(trained.variables)
@@ -858,8 +874,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   p.add_argument(
     "--out", default=None, help="output folder (default: DIR/eval/<split>/<protocol>/<mode>...)"
   )
-  from semdepth_jax import routed
+  from semdepth_jax import predict, routed
 
+  predict.add_conv_arguments(p)
   routed.add_arguments(p, evaluate=True)
   p.set_defaults(func=run)
   return p
@@ -869,6 +886,14 @@ def run(args: argparse.Namespace) -> int:
   """Handler of ``semdepth evaluate``: 0 on success, 2 on a user error (message on stderr)."""
   if args.router is not None:
     from semdepth_jax import routed
+
+    if args.pointwise_conv or args.volume_conv:
+      print(
+        "semdepth evaluate: error: --pointwise_conv / --volume_conv apply to --workdir; with --router "
+        "each network uses its own run's config",
+        file=sys.stderr,
+      )
+      return 2
 
     return routed.run_evaluate(args)
   if not args.workdir:
@@ -895,6 +920,8 @@ def run(args: argparse.Namespace) -> int:
       tile_size=args.tile_size,
       tile_combine=args.tile_combine,
       out_dir=args.out,
+      pointwise_conv=args.pointwise_conv,
+      volume_conv=args.volume_conv,
     )
   except (FileNotFoundError, KeyError, ValueError, CheckpointDamagedError) as e:
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)

@@ -141,10 +141,18 @@ class TrainedModel:
 
     return loop.resolved_num_classes(self.config)
 
-  def inference_model(self, mode: str = "resize", tta: str | None = None) -> InferenceModel:
+  def inference_model(
+    self,
+    mode: str = "resize",
+    tta: str | None = None,
+    *,
+    pointwise_conv: str | None = None,
+    volume_conv: str | None = None,
+  ) -> InferenceModel:
     """An :class:`InferenceModel` of this model at its training input size.
 
     In tile mode the tiles show the scene at the training pipeline's scale (``config.augment.resize``).
+    The convolution switches default to the run's config (:func:`conv_switches`).
     """
     return InferenceModel(
       self.model,
@@ -152,7 +160,44 @@ class TrainedModel:
       mode=mode,
       tta=tta,
       train_resize=self.config.augment.get("resize", "cover"),
+      **conv_switches(self.config, pointwise_conv=pointwise_conv, volume_conv=volume_conv),
     )
+
+
+def conv_switches(
+  config: Any, *, pointwise_conv: str | None = None, volume_conv: str | None = None
+) -> dict[str, str]:
+  """The convolution switches of a training config for :class:`InferenceModel`.
+
+  ``{'pointwise_conv': config.pointwise_conv, 'volume_conv': config.volume_conv}`` (``'conv'`` where the
+  config predates them), so evaluation and prediction trace a model's convolutions the way its training
+  step did (``semdepth_jax.train.step.jit_train_step``). A given ``pointwise_conv`` / ``volume_conv``
+  replaces the config's (``semdepth predict`` / ``evaluate`` ``--pointwise_conv`` / ``--volume_conv``):
+  the results agree to float rounding, the speed differs (README, Performance).
+  """
+  return {
+    "pointwise_conv": str(pointwise_conv or config.get("pointwise_conv", "conv")),
+    "volume_conv": str(volume_conv or config.get("volume_conv", "conv")),
+  }
+
+
+def add_conv_arguments(p: argparse.ArgumentParser) -> None:
+  """``--pointwise_conv`` / ``--volume_conv`` of ``semdepth predict`` and ``evaluate`` (:func:`conv_switches`)."""
+  from semdepth_jax.models import layers
+
+  p.add_argument(
+    "--pointwise_conv",
+    choices=layers.POINTWISE_IMPLS,
+    default=None,
+    help="1x1 convolutions as convolutions or matrix products (default: the run's config)",
+  )
+  p.add_argument(
+    "--volume_conv",
+    choices=layers.VOLUME_IMPLS,
+    default=None,
+    help="3-D convolutions as one 3-D convolution or sums of 2-D ones (planes: about 2x faster "
+    "3D CNN inference on CPU; default: the run's config)",
+  )
 
 
 def load_config_for(workdir: str | os.PathLike, config: Any = None) -> Any:
@@ -343,10 +388,14 @@ class InferenceModel:
     tile_combine: ``'mean'`` or ``'max'`` for overlapping class scores (``mode='tile'``).
     pass_labels: pass ground-truth labels (resized nearest to the model input) to models whose call takes
       ``labels`` (default: detected from the signature, as in training).
+    pointwise_conv: how the model's 1x1 convolutions are traced, one of
+      ``semdepth_jax.models.layers.POINTWISE_IMPLS`` (``config.pointwise_conv``; :func:`conv_switches`).
+    volume_conv: how its 3-D convolutions are traced, one of ``semdepth_jax.models.layers.VOLUME_IMPLS``
+      (``config.volume_conv``; ``'planes'`` halves 3D CNN-S / CNN-UP inference time on CPU).
 
   Raises:
-    ValueError: unknown mode / tta, or a model whose depth units cannot be decoded (e.g. inverted
-      normalised output without ``depth_norm``).
+    ValueError: unknown mode / tta / convolution switch, or a model whose depth units cannot be decoded
+      (e.g. inverted normalised output without ``depth_norm``).
   """
 
   depth_output = "metres"
@@ -362,8 +411,10 @@ class InferenceModel:
     train_resize: Any = None,
     tile_combine: str = "mean",
     pass_labels: bool | None = None,
+    pointwise_conv: str = "conv",
+    volume_conv: str = "conv",
   ):
-    from semdepth_jax.models import contract
+    from semdepth_jax.models import contract, layers
     from semdepth_jax.train import step as step_lib
 
     if mode not in MODES:
@@ -375,7 +426,15 @@ class InferenceModel:
       raise ValueError(
         f"InferenceModel: tile_combine must be one of {tiling.PROBS_COMBINES}, got {tile_combine!r}"
       )
+    for key, value, allowed in (
+      ("pointwise_conv", pointwise_conv, layers.POINTWISE_IMPLS),
+      ("volume_conv", volume_conv, layers.VOLUME_IMPLS),
+    ):
+      if value not in allowed:
+        raise ValueError(f"InferenceModel: {key} must be one of {allowed}, got {value!r}")
     contract.check_model(model, f"InferenceModel({type(model).__name__})")
+    self.pointwise_conv = pointwise_conv
+    self.volume_conv = volume_conv
     self.tile_combine = tile_combine
     self.model = model
     self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -389,7 +448,7 @@ class InferenceModel:
     self, variables: Mapping[str, Any], image: jax.Array, labels: jax.Array | None = None
   ) -> tiling.Predictions:
     """One model pass for a (B, H, W, 3) image of any size; maps at (H, W) (no tiling, no TTA)."""
-    from semdepth_jax.models import contract
+    from semdepth_jax.models import contract, layers
 
     B, H, W = image.shape[:3]
     x, lab = image.astype(jnp.float32), labels
@@ -400,9 +459,9 @@ class InferenceModel:
     kwargs: dict[str, Any] = {"train": False}
     if self.pass_labels and lab is not None:
       kwargs["labels"] = lab.astype(jnp.int32)
-    decoded = contract.decode(
-      self.model.apply(variables, x, **kwargs), **contract.decode_options(self.model)
-    )
+    with layers.pointwise_conv_impl(self.pointwise_conv), layers.volume_conv_impl(self.volume_conv):
+      raw = self.model.apply(variables, x, **kwargs)
+    decoded = contract.decode(raw, **contract.decode_options(self.model))
     preds = {}
     if "depth" in decoded:
       preds["depth"] = resize.bilinear(decoded["depth"], (H, W))
@@ -858,6 +917,8 @@ def predict_images(
   ply_binary: bool = True,
   config: Any = None,
   log=None,
+  pointwise_conv: str | None = None,
+  volume_conv: str | None = None,
 ) -> PredictResult:
   """Runs a trained model on image files and writes the outputs (module docstring).
 
@@ -874,6 +935,8 @@ def predict_images(
     ply_binary: binary (default) or ASCII PLY.
     config: config override for :func:`load_trained`.
     log: ``print``-like callable for progress lines (default: no output).
+    pointwise_conv: 1x1 convolution switch (None: the config's; :func:`conv_switches`).
+    volume_conv: 3-D convolution switch (None: the config's; :func:`conv_switches`).
 
   Returns:
     :class:`PredictResult` (per-image errors are collected, not raised).
@@ -895,7 +958,9 @@ def predict_images(
       f"--ply needs camera intrinsics: dataset {meta.name!r} has none in its meta info; pass "
       "--intrinsics fx,fy,cx,cy (pixels of the input images)"
     )
-  inf = trained.inference_model(mode=mode, tta=tta)
+  inf = trained.inference_model(
+    mode=mode, tta=tta, pointwise_conv=pointwise_conv, volume_conv=volume_conv
+  )
   _check_model_runs(inf, trained.variables)
   dense = jax.jit(inf.dense)
   outputs, errors = _predict_files(
@@ -1058,6 +1123,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   p.add_argument(
     "--intrinsics", default=None, help="fx,fy,cx,cy in pixels of the input images (for --ply)"
   )
+  add_conv_arguments(p)
   from semdepth_jax import routed
 
   routed.add_arguments(p)
@@ -1069,6 +1135,14 @@ def run(args: argparse.Namespace) -> int:
   """Handler of ``semdepth predict``: 0 = all images done, 1 = some failed, 2 = usage error."""
   if args.router is not None:
     from semdepth_jax import routed
+
+    if args.pointwise_conv or args.volume_conv:
+      print(
+        "semdepth predict: error: --pointwise_conv / --volume_conv apply to --workdir; with --router "
+        "each network uses its own run's config",
+        file=sys.stderr,
+      )
+      return 2
 
     return routed.run_predict(args)
   if not args.workdir and not getattr(args, "exported", None):
@@ -1083,9 +1157,17 @@ def run(args: argparse.Namespace) -> int:
   try:
     intrinsics = parse_intrinsics(args.intrinsics) if args.intrinsics else None
     if getattr(args, "exported", None):
-      if args.mode != "resize" or args.tta != "none" or args.step is not None or args.config:
+      if (
+        args.mode != "resize"
+        or args.tta != "none"
+        or args.step is not None
+        or args.config
+        or args.pointwise_conv
+        or args.volume_conv
+      ):
         raise ValueError(
-          "--exported runs the artifact as exported: no --mode tile, --tta, --step, --config"
+          "--exported runs the artifact as exported: no --mode tile, --tta, --step, --config, "
+          "--pointwise_conv, --volume_conv"
         )
       result = predict_exported(
         args.exported,
@@ -1110,6 +1192,8 @@ def run(args: argparse.Namespace) -> int:
         ply_color=args.ply_color,
         ply_binary=not args.ply_ascii,
         config=args.config,
+        pointwise_conv=args.pointwise_conv,
+        volume_conv=args.volume_conv,
         log=print,
       )
   except (ValueError, FileNotFoundError, KeyError, CheckpointDamagedError) as e:

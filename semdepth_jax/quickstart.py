@@ -197,7 +197,9 @@ def write_predictions(
     prefetch=0,
   )
   batch = next(iter(it))
-  inference = predict.InferenceModel(model, input_size=tuple(config.image_size))
+  inference = predict.InferenceModel(
+    model, input_size=tuple(config.image_size), **predict.conv_switches(config)
+  )
   dev = step_lib.device_batch(batch)
   labels = dev.get("segmentation") if inference.pass_labels else None
   preds = jax.device_get(jax.jit(inference.dense)(variables, dev["image"], labels))

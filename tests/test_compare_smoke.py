@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 
 from semdepth_jax.models import known_models
+from tests import test_evaluate
 from tests.parity.conftest import require
 from tests.test_compare_001_002 import FAMILIES as FAMILIES_001_002
+
+tfds_dir = test_evaluate.tfds_dir  # fixture: synthetic_city/tiny built once per module
 
 TESTED_ELSEWHERE = (*FAMILIES_001_002, "ds_sidenet")
 """Families whose references have their own small tests (tests/test_compare_001_002.py,
@@ -207,3 +210,16 @@ def test_compare_variants_are_timed_next_to_the_default(tmp_path):
   assert rec["status"] == "ok", rec
   for v in variants:
     assert rec[f"jax_{v}_s"]["median"] > 0 and rec[f"ratio_{v}"] > 0, v
+
+
+def test_bench_pipeline_runs_on_a_small_dataset(tfds_dir, capsys):
+  """``bench_pipeline.py`` on synthetic_city/tiny (8 training frames, fewer than it used to sample)."""
+  from benchmarks import bench_pipeline
+
+  args = ["--dataset", "synthetic_city/tiny", "--data_dir", str(tfds_dir), "--batch_size", "2",
+          "--num_batches", "1", "--warmup", "0", "--height", "32", "--width", "48",
+          "--settings", "0:0"]  # fmt: skip
+  assert bench_pipeline.main(args) == 0
+  out = capsys.readouterr().out
+  assert "transforms only (1 thread):" in out
+  assert "pipeline num_threads=0 worker_count=0:" in out and "32x48 crops, batch 2" in out

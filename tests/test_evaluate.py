@@ -205,6 +205,37 @@ def test_cli_errors_are_clear(trained_workdir, tfds_dir, tmp_path, capsys):
   assert "config.json" in capsys.readouterr().err
 
 
+def test_conv_switches_reach_the_report_and_keep_the_numbers(
+  trained_workdir, tfds_dir, tmp_path, capsys
+):
+  # Which operators the switches trace is tested in tests/models/test_volume_planes.py; here: the CLI
+  # flags replace the run's config (recorded in the report) and the toy model's numbers stay the same.
+  base = evaluate.evaluate_workdir(
+    trained_workdir, split="validation", data_dir=str(tfds_dir), write=False
+  )
+  assert (base["settings"]["pointwise_conv"], base["settings"]["volume_conv"]) == ("conv", "conv")
+  out = tmp_path / "switched"
+  args = ["evaluate", "--workdir", str(trained_workdir), "--split", "validation",
+          "--data_dir", str(tfds_dir), "--out", str(out)]  # fmt: skip
+  assert main([*args, "--pointwise_conv", "dot", "--volume_conv", "planes"]) == 0
+  report = json.loads((out / "metrics.json").read_text())
+  assert (report["settings"]["pointwise_conv"], report["settings"]["volume_conv"]) == (
+    "dot",
+    "planes",
+  )
+  for k in ("abs_rel", "rmse", "delta1"):
+    assert report["depth"][k] == pytest.approx(base["depth"][k], rel=1e-6), k
+  capsys.readouterr()
+  with pytest.raises(SystemExit):
+    main([*args, "--volume_conv", "im2col"])
+  assert "invalid choice: 'im2col'" in capsys.readouterr().err
+  routed = ["--router", "coarse:x", "--low", "x", "--high", "x", "--volume_conv", "planes"]
+  assert main(["evaluate", *routed]) == 2
+  assert "with --router each network uses its own run's config" in capsys.readouterr().err
+  assert main(["predict", *routed, "--images", str(tmp_path), "--out", str(tmp_path / "p")]) == 2
+  assert "with --router each network uses its own run's config" in capsys.readouterr().err
+
+
 def test_tile_and_tta_options_run(trained_workdir, tfds_dir):
   # The toy model is 1x1 convolutions: tiling at the stored size equals running it on the whole image,
   # which is the model at 48x80 (not resized); flip TTA does not change a mirror-equivariant model.

@@ -80,6 +80,29 @@ def test_outputs_have_original_size_and_formats(trained_workdir, tmp_path):
     assert (out / f"{stem}_figure.png").stat().st_size > 0
 
 
+def test_conv_switch_flags_give_the_same_predictions(trained_workdir, tmp_path):
+  write_images(tmp_path / "in", [(37, 53)])
+  args = ["predict", "--workdir", str(trained_workdir), "--images", str(tmp_path / "in")]
+  assert main([*args, "--out", str(tmp_path / "a")]) == 0
+  assert (
+    main(
+      [*args, "--out", str(tmp_path / "b"), "--pointwise_conv", "dot", "--volume_conv", "planes"]
+    )
+    == 0
+  )
+  np.testing.assert_allclose(
+    np.load(tmp_path / "b" / "img0_depth.npy"),
+    np.load(tmp_path / "a" / "img0_depth.npy"),
+    rtol=1e-6,
+  )
+  trained = predict.load_trained(trained_workdir)
+  inf = trained.inference_model(volume_conv="planes")
+  assert (inf.pointwise_conv, inf.volume_conv) == (
+    "conv",
+    "planes",
+  )  # the config's, then the override
+
+
 def test_depth_png_scale_per_dataset_range_and_recorded_in_the_png(tmp_path):
   d = np.asarray([[0.0, 1.2344, 70.0, np.nan, -1.0]], np.float32)
   np.testing.assert_array_equal(predict.depth_to_png(d, 1000.0), [[0, 1234, 65535, 0, 0]])

@@ -1277,7 +1277,9 @@ def eval_summary_images(
   from semdepth_jax import predict, viz
 
   small = {k: np.asarray(v)[:max_images] for k, v in step_lib.device_batch(host_batch).items()}
-  inference = predict.InferenceModel(model, input_size=tuple(config.image_size))
+  inference = predict.InferenceModel(
+    model, input_size=tuple(config.image_size), **predict.conv_switches(config)
+  )
   labels = small.get("segmentation") if inference.pass_labels else None
   outputs = jax.jit(inference.apply)(variables, small["image"], labels)
   return viz.summary_images(

@@ -21,9 +21,10 @@ describe no particular model):
   (default: replicate); ``compute_dtype`` float32/bfloat16 (mixed precision, float32 parameters and
   optimiser); ``remat`` none/dots/full (``semdepth_jax.train.step.REMAT_POLICIES``); ``cpu_conv``
   ynn/eigen (CPU convolution kernels of the train step, ``step.CPU_CONV_IMPLS``); ``pointwise_conv``
-  conv/dot (1x1 convolutions of the train step as convolutions or matrix products,
-  ``semdepth_jax.models.layers.pointwise_conv_impl``); ``volume_conv`` conv/planes (3-D convolutions of
-  the train step as 3-D convolutions or sums of 2-D ones, ``layers.volume_conv_impl``); ``distributed`` (call
+  conv/dot (1x1 convolutions as convolutions or matrix products,
+  ``semdepth_jax.models.layers.pointwise_conv_impl``); ``volume_conv`` conv/planes (3-D convolutions as
+  3-D convolutions or sums of 2-D ones, ``layers.volume_conv_impl``; both switches hold for the train step,
+  evaluation and prediction, ``semdepth_jax.predict.conv_switches``); ``distributed`` (call
   ``jax.distributed.initialize()`` even without ``JAX_COORDINATOR_ADDRESS``).
 * ``train_mixture``: ``((dataset, weight), ...)`` to train on a weighted mixture (``()`` = ``dataset``).
 * ``evals``: named further evaluations (:func:`eval_entry`: ``split``, ``dataset``, ``protocol``,

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from semdepth_jax import predict
 from semdepth_jax.models import get_model, layers
 from semdepth_jax.train import step as step_lib
 from tests.models.test_pointwise_dot import one_device, one_step_per_impl
@@ -124,6 +125,32 @@ def test_3d_nets_agree_between_paths(name):
       variables, image, labels
     )
   np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-5, atol=1e-6)
+
+
+def test_inference_traces_the_configs_switch():
+  """``InferenceModel`` (prediction, evaluation, quickstart) traces the config's ``volume_conv``."""
+  from semdepth_jax.train import schema
+
+  model = get_model("cnn3d_s", **TINY["cnn3d_s"])
+  rng = np.random.default_rng(3)
+  image = jnp.asarray(rng.random((1, 20, 30, 3)), jnp.float32)  # not the input size: resized inside
+  labels = jnp.asarray(rng.integers(0, TINY["cnn3d_s"]["num_classes"], (1, 20, 30)), jnp.int32)
+  variables = model.init(jax.random.key(0), image[:, :16, :24], labels[:, :16, :24], train=False)
+  config = schema.base_config()
+  assert predict.conv_switches(config) == {"pointwise_conv": "conv", "volume_conv": "conv"}
+  config.volume_conv = "planes"
+  default = predict.InferenceModel(model, input_size=(16, 24))
+  planes = predict.InferenceModel(model, input_size=(16, 24), **predict.conv_switches(config))
+  assert _primitives(default.dense, variables, image, labels) >= {("conv_general_dilated", 5)}
+  assert ("conv_general_dilated", 5) not in _primitives(planes.dense, variables, image, labels)
+  ref = jax.jit(default.dense)(variables, image, labels)
+  got = jax.jit(planes.dense)(variables, image, labels)
+  assert set(got) == set(ref) == {"depth"} and ref["depth"].shape == (1, 20, 30)  # a depth-only net
+  np.testing.assert_allclose(
+    np.asarray(got["depth"]), np.asarray(ref["depth"]), rtol=1e-5, atol=1e-6
+  )
+  with pytest.raises(ValueError, match=r"volume_conv must be one of \('conv', 'planes'\), got 'x'"):
+    predict.InferenceModel(model, input_size=(16, 24), volume_conv="x")
 
 
 def test_train_step_switch_gives_the_same_step():
