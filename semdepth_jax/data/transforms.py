@@ -321,18 +321,22 @@ def random_scale(
 # in-plane rotation
 
 
-def _rotation_sources(H: int, W: int, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+def _rotation_sources(
+  H: int, W: int, degrees: float, window: tuple[int, int, int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
   """Source coordinates (rows, cols), both float64 (H, W), of each output pixel of ``rotate``.
 
   Index coordinates (pixel ``i`` centred at ``i``) relative to the image centre ``((H - 1) / 2,
   (W - 1) / 2)``. The content turns counter-clockwise as displayed (rows grow downwards), so an output pixel
-  at offset ``(x', y')`` (columns, rows) reads the input at ``(c x' - s y', s x' + c y')``.
+  at offset ``(x', y')`` (columns, rows) reads the input at ``(c x' - s y', s x' + c y')``. With ``window``
+  ``(top, left, h, w)``: only those output pixels, (h, w) (the same values as that part of the full map).
   """
+  top, left, h, w = (0, 0, H, W) if window is None else window
   t = math.radians(float(degrees))
   c, s = math.cos(t), math.sin(t)
   yc, xc = (H - 1) / 2.0, (W - 1) / 2.0
-  y = np.arange(H, dtype=np.float64)[:, None] - yc
-  x = np.arange(W, dtype=np.float64)[None, :] - xc
+  y = np.arange(top, top + h, dtype=np.float64)[:, None] - yc
+  x = np.arange(left, left + w, dtype=np.float64)[None, :] - xc
   return yc + s * x + c * y, xc + c * x - s * y
 
 
@@ -348,24 +352,31 @@ def _sample_nearest(a: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill) -> 
 
 
 def _sample_bilinear(a: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-  """Bilinear interpolation of (H, W, C) ``a`` at float (rows, cols); taps outside the image count as 0."""
+  """Bilinear interpolation of (H, W, C) ``a`` at float (rows, cols); taps outside the image count as 0.
+
+  The image gets a one-pixel border of zeros and every tap index is clipped into the bordered image, so a
+  tap outside the image reads 0 without a mask; the four taps are gathered from the flattened image.
+  """
   H, W = a.shape[:2]
-  x = a.astype(np.float32)
+  x = np.zeros((H + 2, W + 2) + a.shape[2:], np.float32)
+  x[1:-1, 1:-1] = a
+  flat = x.reshape((H + 2) * (W + 2), -1)
   r0 = np.floor(rows).astype(np.int64)
   q0 = np.floor(cols).astype(np.int64)
   fr = (rows - r0).astype(np.float32)[..., None]
   fq = (cols - q0).astype(np.float32)[..., None]
   out = np.zeros(rows.shape + a.shape[2:], np.float32)
   for dr, wr in ((0, 1.0 - fr), (1, fr)):
+    r = np.clip(r0 + dr + 1, 0, H + 1) * (W + 2)
     for dq, wq in ((0, 1.0 - fq), (1, fq)):
-      r, q = r0 + dr, q0 + dq
-      inside = ((r >= 0) & (r < H) & (q >= 0) & (q < W))[..., None]
-      tap = x[np.clip(r, 0, H - 1), np.clip(q, 0, W - 1)]
-      out += np.where(inside, wr * wq * tap, 0.0)
+      tap = flat[r + np.clip(q0 + dq + 1, 0, W + 1)].reshape(out.shape)
+      out += wr * wq * tap
   return out
 
 
-def rotate(example: Mapping[str, Any], degrees: float) -> Example:
+def rotate(
+  example: Mapping[str, Any], degrees: float, *, window: tuple[int, int, int, int] | None = None
+) -> Example:
   """Rotates an example in-plane about the image centre (Eigen et al. 2014 §3.3; model_spec §3.3).
 
   The content turns by ``degrees`` counter-clockwise as displayed; the size stays (H, W). ``image``:
@@ -379,15 +390,25 @@ def rotate(example: Mapping[str, Any], degrees: float) -> Example:
   Args:
     example: example dict.
     degrees: rotation angle in degrees (positive = counter-clockwise as displayed).
+    window: ``(top, left, height, width)``: return only that window of the rotated example, the same as
+      ``crop(rotate(example, degrees), *window)`` but sampling only the window's pixels (the training
+      pipeline's rotate-then-crop). A window that is not inside the image is cropped after rotating.
 
   Returns:
-    New example dict of the same size; a rotation by 0 returns the entries unchanged.
+    New example dict of the same size (the window's with ``window``); a rotation by 0 returns the entries
+    unchanged (cropped with ``window``).
   """
   H, W = _hw(example)
+  if window is not None:
+    top, left, h, w = (int(v) for v in window)
+    h, w = _check_size((h, w), "rotate window")
+    if float(degrees) == 0.0 or not (top >= 0 and left >= 0 and top + h <= H and left + w <= W):
+      return crop(rotate(example, degrees), top, left, h, w)
+    window = (top, left, h, w)
   out = dict(example)
   if float(degrees) == 0.0:
     return out
-  rows, cols = _rotation_sources(H, W, degrees)
+  rows, cols = _rotation_sources(H, W, degrees, window)
   if "image" in out:
     img = np.asarray(out["image"])
     res = _sample_bilinear(img, rows, cols)
@@ -407,6 +428,8 @@ def rotate(example: Mapping[str, Any], degrees: float) -> Example:
     return fx, fy, xc + c * dx + s * dy, yc - s * dx + c * dy
 
   _update_intrinsics(out, turn)
+  if window is not None:
+    _update_intrinsics(out, lambda fx, fy, cx, cy: (fx, fy, cx - window[1], cy - window[0]))
   return out
 
 
@@ -418,9 +441,13 @@ def random_rotate(
   Raises:
     ValueError: ``max_degrees`` < 0.
   """
+  return rotate(example, _draw_degrees(rng, max_degrees))
+
+
+def _draw_degrees(rng: np.random.Generator, max_degrees: float) -> float:
   if not max_degrees >= 0:
     raise ValueError(f"rotation range must be >= 0 degrees, got {max_degrees}")
-  return rotate(example, float(rng.uniform(-max_degrees, max_degrees)))
+  return float(rng.uniform(-max_degrees, max_degrees))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -468,9 +495,7 @@ def crop(example: Mapping[str, Any], top: int, left: int, height: int, width: in
 
 def center_crop(example: Mapping[str, Any], size: tuple[int, int]) -> Example:
   """Crops the central ``size`` window (``top = floor((H - h) / 2)``), padding if the image is smaller."""
-  h, w = _check_size(size, "size")
-  H, W = _hw(example)
-  return crop(example, (H - h) // 2, (W - w) // 2, h, w)
+  return crop(example, *_crop_window(_hw(example), size, None))
 
 
 def random_crop(
@@ -481,11 +506,20 @@ def random_crop(
   If the image is larger than the window along an axis, the offset is uniform in ``[0, H - h]``; if it is
   smaller, the image is placed at a uniform offset inside the window and the rest is padded (see ``crop``).
   """
+  return crop(example, *_crop_window(_hw(example), size, rng))
+
+
+def _crop_window(
+  image_hw: tuple[int, int], size: tuple[int, int], rng: np.random.Generator | None
+) -> tuple[int, int, int, int]:
+  """(top, left, h, w): ``random_crop``'s window (two draws) with ``rng``, ``center_crop``'s without."""
   h, w = _check_size(size, "size")
-  H, W = _hw(example)
+  H, W = image_hw
+  if rng is None:
+    return (H - h) // 2, (W - w) // 2, h, w
   top = int(rng.integers(min(0, H - h), max(0, H - h) + 1))
   left = int(rng.integers(min(0, W - w), max(0, W - w) + 1))
-  return crop(example, top, left, h, w)
+  return top, left, h, w
 
 
 def hflip(example: Mapping[str, Any]) -> Example:
@@ -696,9 +730,11 @@ def preprocess_train(
     ex = resize(ex, tuple(cfg["resize"]))
   if cfg["scale"] is not None and tuple(cfg["scale"]) != (1.0, 1.0):
     ex = random_scale(ex, rng, *cfg["scale"])
-  if cfg["rotate"]:
-    ex = random_rotate(ex, rng, float(cfg["rotate"]))
-  ex = random_crop(ex, rng, size) if cfg["crop"] == "random" else center_crop(ex, size)
+  # Rotation and crop in one pass: only the crop's pixels are sampled (same result and draws as
+  # random_rotate, then random_crop / center_crop; the rotation was most of the per-example time).
+  degrees = _draw_degrees(rng, float(cfg["rotate"])) if cfg["rotate"] else 0.0
+  window = _crop_window(_hw(ex), size, rng if cfg["crop"] == "random" else None)
+  ex = rotate(ex, degrees, window=window)
   if cfg["flip"]:
     ex = random_flip(ex, rng)
   if cfg["vflip"]:

@@ -568,3 +568,27 @@ def test_random_rotate_one_draw_and_preprocess_order():
   )
   np.testing.assert_array_equal(out["segmentation"], ref["segmentation"][..., 0].astype(np.int32))
   np.testing.assert_array_equal(out["depth"], ref["depth"])
+  # preprocess_train samples only the crop's pixels (rotate(..., window=)): bitwise the same as the chain.
+  np.testing.assert_array_equal(out["image"], tr.to_float(ref)["image"])
+  np.testing.assert_array_equal(out["intrinsics"], ref["intrinsics"])
+
+
+@pytest.mark.parametrize(
+  "window",
+  [
+    (0, 0, 12, 16),
+    (1, 2, 10, 12),
+    (2, 4, 9, 11),
+    (-1, 3, 8, 8),
+    (5, 10, 8, 8),
+  ],  # last two: not inside
+)
+@pytest.mark.parametrize("degrees", [0.0, 3.5, -7.0, 90.0])
+def test_rotate_window_equals_rotate_then_crop(window, degrees):
+  ex = coord_example()
+  ex["image"] = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+  got = tr.rotate(ex, degrees, window=window)
+  ref = tr.crop(tr.rotate(ex, degrees), *window)
+  for k in ("image", "depth", "segmentation", "intrinsics"):
+    assert got[k].dtype == ref[k].dtype and got[k].shape == ref[k].shape, k
+    np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
