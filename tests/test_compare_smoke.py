@@ -213,7 +213,7 @@ def test_compare_variants_are_timed_next_to_the_default(tmp_path):
 
 
 def test_bench_pipeline_runs_on_a_small_dataset(tfds_dir, capsys):
-  """``bench_pipeline.py`` on synthetic_city/tiny (8 training frames, fewer than it used to sample)."""
+  """``bench_pipeline.py`` on synthetic_city/tiny (16 training frames, fewer than the 20 it sampled)."""
   from benchmarks import bench_pipeline
 
   args = ["--dataset", "synthetic_city/tiny", "--data_dir", str(tfds_dir), "--batch_size", "2",
