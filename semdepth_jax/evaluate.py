@@ -887,14 +887,6 @@ def run(args: argparse.Namespace) -> int:
   if args.router is not None:
     from semdepth_jax import routed
 
-    if args.pointwise_conv or args.volume_conv:
-      print(
-        "semdepth evaluate: error: --pointwise_conv / --volume_conv apply to --workdir; with --router "
-        "each network uses its own run's config",
-        file=sys.stderr,
-      )
-      return 2
-
     return routed.run_evaluate(args)
   if not args.workdir:
     print(

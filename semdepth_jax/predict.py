@@ -1136,14 +1136,6 @@ def run(args: argparse.Namespace) -> int:
   if args.router is not None:
     from semdepth_jax import routed
 
-    if args.pointwise_conv or args.volume_conv:
-      print(
-        "semdepth predict: error: --pointwise_conv / --volume_conv apply to --workdir; with --router "
-        "each network uses its own run's config",
-        file=sys.stderr,
-      )
-      return 2
-
     return routed.run_predict(args)
   if not args.workdir and not getattr(args, "exported", None):
     print(

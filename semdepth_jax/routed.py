@@ -595,6 +595,15 @@ def load_system(args: Any) -> RoutedSystem:
   return RoutedSystem(router, low, high, mode=getattr(args, "mode", "resize"), tta=args.tta)
 
 
+def _refuse_conv_switches(args: Any) -> None:
+  """``--pointwise_conv`` / ``--volume_conv`` (``predict.add_conv_arguments``) are for ``--workdir``."""
+  if getattr(args, "pointwise_conv", None) or getattr(args, "volume_conv", None):
+    raise RouterError(
+      "--pointwise_conv / --volume_conv apply to --workdir; with --router each network uses its own "
+      "run's config"
+    )
+
+
 def run_predict(args: Any) -> int:
   """``semdepth predict --router ...``: 0 = all images done, 1 = some failed, 2 = usage error."""
   import sys
@@ -603,6 +612,7 @@ def run_predict(args: Any) -> int:
   from semdepth_jax.train.checkpoint import CheckpointDamagedError
 
   try:
+    _refuse_conv_switches(args)
     system = load_system(args)
     intrinsics = predict.parse_intrinsics(args.intrinsics) if args.intrinsics else None
     result = predict_routed(
@@ -635,6 +645,7 @@ def run_evaluate(args: Any) -> int:
   from semdepth_jax.train.checkpoint import CheckpointDamagedError
 
   try:
+    _refuse_conv_switches(args)
     if not args.datasets:
       raise RouterError("--router needs --datasets NAME[:SPLIT],... (the images to route)")
     datasets = parse_datasets(args.datasets)
