@@ -354,23 +354,29 @@ def _sample_nearest(a: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill) -> 
 def _sample_bilinear(a: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
   """Bilinear interpolation of (H, W, C) ``a`` at float (rows, cols); taps outside the image count as 0.
 
-  The image gets a one-pixel border of zeros and every tap index is clipped into the bordered image, so a
-  tap outside the image reads 0 without a mask; the four taps are gathered from the flattened image.
+  The image gets a two-pixel border of zeros and each top-left tap index is clipped into [-2, H] x [-2, W]
+  first: a tap outside the image then lands on the border (both taps of a clipped index do) and reads 0
+  without a mask, and the four taps are the top-left tap's flat index plus 0, 1, ``W + 4`` and ``W + 5``,
+  gathered from the flattened image. Sums in the fixed order top-left, top-right, bottom-left,
+  bottom-right, each ``(w_row * w_col) * tap`` in float32.
   """
   H, W = a.shape[:2]
-  x = np.zeros((H + 2, W + 2) + a.shape[2:], np.float32)
-  x[1:-1, 1:-1] = a
-  flat = x.reshape((H + 2) * (W + 2), -1)
-  r0 = np.floor(rows).astype(np.int64)
-  q0 = np.floor(cols).astype(np.int64)
+  Wp = W + 4
+  x = np.zeros((H + 4, Wp) + a.shape[2:], np.float32)
+  x[2:-2, 2:-2] = a
+  flat = x.reshape((H + 4) * Wp, -1)
+  r0 = np.floor(rows)
+  q0 = np.floor(cols)
   fr = (rows - r0).astype(np.float32)[..., None]
   fq = (cols - q0).astype(np.float32)[..., None]
+  r = (np.clip(r0, -2, H) + 2).astype(np.intp)
+  q = (np.clip(q0, -2, W) + 2).astype(np.intp)
+  top_left = r * Wp + q
   out = np.zeros(rows.shape + a.shape[2:], np.float32)
-  for dr, wr in ((0, 1.0 - fr), (1, fr)):
-    r = np.clip(r0 + dr + 1, 0, H + 1) * (W + 2)
-    for dq, wq in ((0, 1.0 - fq), (1, fq)):
-      tap = flat[r + np.clip(q0 + dq + 1, 0, W + 1)].reshape(out.shape)
-      out += wr * wq * tap
+  wr0, wq0 = 1.0 - fr, 1.0 - fq
+  for offset, wr, wq in ((0, wr0, wq0), (1, wr0, fq), (Wp, fr, wq0), (Wp + 1, fr, fq)):
+    tap = np.take(flat, top_left + offset, axis=0).reshape(out.shape)
+    out += wr * wq * tap
   return out
 
 
