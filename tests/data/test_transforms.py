@@ -518,6 +518,32 @@ def test_rotate_bilinear_hand_computed():
   np.testing.assert_allclose(got[0, 0, 0], (1 - (math.sqrt(2) / 2 - 0.5)) * 15.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize("degrees", [150.0, -63.0])
+def test_rotate_bilinear_matches_per_pixel_reference_far_outside(degrees):
+  # Large angles put many sources several pixels outside the image (the sampler clips those indices onto
+  # its zero border). Reference: a per-pixel loop, float64, taps outside the image read 0.
+  rng = np.random.default_rng(3)
+  H, W = 4, 17
+  img = rng.uniform(0.0, 1.0, (H, W, 2)).astype(np.float32)
+  got = tr.rotate({"image": img}, degrees)["image"]
+  t = math.radians(degrees)
+  yc, xc = (H - 1) / 2, (W - 1) / 2
+  want = np.zeros((H, W, 2))
+  far = 0
+  for i in range(H):
+    for j in range(W):
+      r = yc + math.sin(t) * (j - xc) + math.cos(t) * (i - yc)
+      c = xc + math.cos(t) * (j - xc) - math.sin(t) * (i - yc)
+      far += r < -2 or r > H + 1 or c < -2 or c > W + 1
+      r0, c0 = math.floor(r), math.floor(c)
+      for rr, wr in ((r0, 1 - (r - r0)), (r0 + 1, r - r0)):
+        for cc, wc in ((c0, 1 - (c - c0)), (c0 + 1, c - c0)):
+          if 0 <= rr < H and 0 <= cc < W:
+            want[i, j] += wr * wc * img[rr, cc]
+  assert far > 0
+  np.testing.assert_allclose(got, want, atol=1e-6)
+
+
 @pytest.mark.parametrize("degrees", [3.7, -4.9, 30.0])
 def test_rotate_matches_pil(degrees):
   # PIL rotates about the same centre (w / 2, h / 2 in continuous coordinates), counter-clockwise.
