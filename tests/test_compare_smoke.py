@@ -226,7 +226,7 @@ def test_timed_jax_step_moves_nothing_from_the_host(mode):
   labels = np.zeros((1, 16, 16), np.int32)
   pair = compare.build_pair("unet", True, image)
   run, _, _ = compare._jax_runner(pair, image, labels, mode, "f32", 0)
-  run()  # a train step's first call places the initial state; every later one reuses the device's
+  run()  # warm: compiled, and a train step's state replaced by its output
   with jax.transfer_guard_host_to_device("disallow"):
     run()
     run()
